@@ -1,0 +1,3 @@
+from kernels.paged_attention import paged_attention, write_kv
+
+__all__ = ["paged_attention", "write_kv"]
