@@ -1,0 +1,141 @@
+"""Llama-family decoder (Llama, Mistral, Qwen2, Qwen3) over a paged KV cache.
+
+The nnx module holds the weights with every decoder layer stacked on a leading axis, so the
+forward pass is one `lax.scan` over layers and compiles once however deep the model is.
+Weights are fused where the math allows: q/k/v into one projection, gate/up into another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jax_engine.config import ModelConfig
+from jax_engine.layers.linear import linear
+from jax_engine.layers.norm import rms_norm
+from jax_engine.layers.rotary import apply_rotary, inv_frequencies
+from kernels import paged_attention, write_kv
+
+
+@jax.tree_util.register_dataclass
+@dataclass
+class AttentionMetadata:
+    slot_mapping: jax.Array  # [T] int32, -1 for padding
+    block_tables: jax.Array  # [S, pages_per_seq] int32
+    context_lens: jax.Array  # [S] int32
+    query_start_loc: jax.Array  # [S + 1] int32
+
+
+def layer_param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of one decoder layer's weights (the stacked arrays add a leading [L])."""
+    d, hd = cfg.hidden_size, cfg.head_dim
+    q, kv = cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd
+    shapes = {
+        "input_norm": (d,),
+        "qkv_proj": (d, q + 2 * kv),
+        "o_proj": (q, d),
+        "post_attention_norm": (d,),
+        "gate_up_proj": (d, 2 * cfg.intermediate_size),
+        "down_proj": (cfg.intermediate_size, d),
+    }
+    if cfg.attention_bias:
+        shapes["qkv_bias"] = (q + 2 * kv,)
+    if cfg.qk_norm:
+        shapes["q_norm"] = (hd,)
+        shapes["k_norm"] = (hd,)
+    return shapes
+
+
+def model_param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    shapes = {"embed_tokens": (cfg.vocab_size, cfg.hidden_size), "norm": (cfg.hidden_size,)}
+    if not cfg.tie_word_embeddings:
+        shapes["lm_head"] = (cfg.hidden_size, cfg.vocab_size)
+    for name, shape in layer_param_shapes(cfg).items():
+        shapes[f"layers.{name}"] = (cfg.num_hidden_layers, *shape)
+    return shapes
+
+
+class DecoderLayers(nnx.Module):
+    def __init__(self, weights: dict[str, jax.Array]):
+        for name, value in weights.items():
+            setattr(self, name, nnx.Param(value))
+
+    def stacked(self) -> dict[str, jax.Array]:
+        return {name: p[...] for name, p in vars(self).items() if isinstance(p, nnx.Param)}
+
+
+class LlamaForCausalLM(nnx.Module):
+    def __init__(self, cfg: ModelConfig, weights: dict[str, jax.Array]):
+        self.config = cfg
+        self.embed_tokens = nnx.Param(weights["embed_tokens"])
+        self.layers = DecoderLayers({k[len("layers."):]: v for k, v in weights.items() if k.startswith("layers.")})
+        self.norm = nnx.Param(weights["norm"])
+        self.lm_head = nnx.Param(weights["lm_head"]) if "lm_head" in weights else None
+        self.inv_freq = np.asarray(inv_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling))
+
+    def __call__(self, token_ids, positions, k_cache, v_cache, md: AttentionMetadata):
+        """token_ids, positions: [T]; k_cache, v_cache: [L, num_pages, page_size, Hkv, D].
+
+        Returns hidden states [T, hidden] (after the final norm) and the updated caches.
+        """
+        h = self.embed_tokens[...][token_ids]
+
+        def layer(carry, xs):
+            h, k_cache, v_cache = carry
+            w, i = xs
+            a, k_cache, v_cache = self._attention(rms_norm(h, w["input_norm"], self.config.rms_norm_eps),
+                                                  positions, w, k_cache, v_cache, i, md)
+            h = h + a
+            h = h + self._mlp(rms_norm(h, w["post_attention_norm"], self.config.rms_norm_eps), w)
+            return (h, k_cache, v_cache), None
+
+        layer_ids = jnp.arange(self.config.num_hidden_layers, dtype=jnp.int32)
+        (h, k_cache, v_cache), _ = jax.lax.scan(layer, (h, k_cache, v_cache), (self.layers.stacked(), layer_ids))
+        return rms_norm(h, self.norm[...], self.config.rms_norm_eps), k_cache, v_cache
+
+    def compute_logits(self, hidden):
+        """hidden: [N, hidden] -> float32 logits [N, vocab]."""
+        w = self.lm_head[...] if self.lm_head is not None else self.embed_tokens[...].T
+        return linear(hidden, w).astype(jnp.float32)
+
+    def _attention(self, x, positions, w, k_cache, v_cache, layer_id, md: AttentionMetadata):
+        cfg = self.config
+        num_tokens, hd = x.shape[0], cfg.head_dim
+        nq, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
+        qkv = linear(x, w["qkv_proj"], w.get("qkv_bias"))
+        q = qkv[:, : nq * hd].reshape(num_tokens, nq, hd)
+        k = qkv[:, nq * hd: (nq + nkv) * hd].reshape(num_tokens, nkv, hd)
+        v = qkv[:, (nq + nkv) * hd:].reshape(num_tokens, nkv, hd)
+        if cfg.qk_norm:
+            q = rms_norm(q, w["q_norm"], cfg.rms_norm_eps)
+            k = rms_norm(k, w["k_norm"], cfg.rms_norm_eps)
+        q = apply_rotary(q, positions, self.inv_freq)
+        k = apply_rotary(k, positions, self.inv_freq)
+
+        k_pages, v_pages = write_kv(k_cache[layer_id], v_cache[layer_id], k, v, md.slot_mapping)
+        k_cache = jax.lax.dynamic_update_index_in_dim(k_cache, k_pages, layer_id, 0)
+        v_cache = jax.lax.dynamic_update_index_in_dim(v_cache, v_pages, layer_id, 0)
+        o = paged_attention(q, k_pages, v_pages, md.block_tables, md.context_lens, md.query_start_loc,
+                            sm_scale=hd ** -0.5, sliding_window=cfg.sliding_window)
+        return linear(o.reshape(num_tokens, nq * hd), w["o_proj"]), k_cache, v_cache
+
+    def _mlp(self, x, w):
+        gate, up = jnp.split(linear(x, w["gate_up_proj"]), 2, axis=-1)
+        return linear(jax.nn.silu(gate) * up, w["down_proj"])
+
+
+def random_weights(cfg: ModelConfig, dtype, seed: int = 0) -> dict[str, jax.Array]:
+    """Random weights built on the device (vLLM's --load-format dummy)."""
+    shapes = model_param_shapes(cfg)
+    keys = jax.random.split(jax.random.key(seed), len(shapes))
+    weights = {}
+    for key, (name, shape) in zip(keys, shapes.items(), strict=True):
+        if name.endswith("norm"):
+            weights[name] = jnp.ones(shape, dtype)
+        else:
+            weights[name] = (jax.random.normal(key, shape, jnp.float32) * 0.02).astype(dtype)
+    return weights
