@@ -1,0 +1,241 @@
+"""The jitted model step over a flat, padded ragged batch, plus on-device sampling."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from jax_engine import buckets
+from jax_engine.config import ModelConfig
+from jax_engine.models.llama import AttentionMetadata, LlamaForCausalLM
+from jax_engine.sampler import SamplerFlags, SamplingMetadata, sample
+from jax_engine.sampling_params import MAX_LOGPROBS
+from jax_engine.scheduler import SchedulerOutput
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TokenLogprobs:
+    token_id: int
+    logprob: float
+    top: list[tuple[int, float]]  # up to MAX_LOGPROBS (id, logprob), best first
+
+
+@dataclass
+class ModelRunnerOutput:
+    sampled: dict[str, tuple[int, TokenLogprobs | None]]  # request_id -> (token id, logprobs if asked)
+    prompt_logprobs: dict[str, list[TokenLogprobs]]  # request_id -> logprobs of this step's next prompt tokens
+
+
+@dataclass
+class BatchInputs:
+    token_ids: np.ndarray
+    positions: np.ndarray
+    md: AttentionMetadata
+    logits_indices: np.ndarray
+    num_seqs: int
+
+
+def kv_cache_bytes_per_block(cfg: ModelConfig, block_size: int, dtype) -> int:
+    return 2 * cfg.num_hidden_layers * block_size * cfg.num_key_value_heads * cfg.head_dim * jnp.dtype(dtype).itemsize
+
+
+class ModelRunner:
+    def __init__(self, cfg: ModelConfig, weights: dict, dtype, num_blocks: int, block_size: int,
+                 max_model_len: int, max_num_seqs: int, max_num_batched_tokens: int):
+        self.config = cfg
+        self.dtype = dtype
+        self.block_size = block_size
+        self.max_num_seqs = max_num_seqs
+        self.max_pages_per_seq = -(-max_model_len // block_size)
+        self.token_buckets = buckets.token_buckets(max_num_batched_tokens)
+        self.page_buckets = buckets.page_buckets(self.max_pages_per_seq)
+        model = LlamaForCausalLM(cfg, {k: jnp.asarray(v, dtype) for k, v in weights.items()})
+        self.graphdef, self.state = nnx.split(model)
+        shape = (cfg.num_hidden_layers, num_blocks, block_size, cfg.num_key_value_heads, cfg.head_dim)
+        self.k_cache = jnp.zeros(shape, dtype)
+        self.v_cache = jnp.zeros(shape, dtype)
+        self._forward = jax.jit(self._forward_impl, donate_argnums=(1, 2))
+        self._logits = jax.jit(self._logits_impl)
+        self._prompt_logprobs = jax.jit(self._prompt_logprobs_impl)
+
+    # ---- jitted bodies -------------------------------------------------------------------
+    def _forward_impl(self, state, k_cache, v_cache, token_ids, positions, md, logits_indices):
+        model = nnx.merge(self.graphdef, state)
+        hidden, k_cache, v_cache = model(token_ids, positions, k_cache, v_cache, md)
+        return model.compute_logits(hidden[logits_indices]), hidden, k_cache, v_cache
+
+    def _logits_impl(self, state, hidden):
+        return nnx.merge(self.graphdef, state).compute_logits(hidden)
+
+    def _prompt_logprobs_impl(self, state, hidden, next_token_ids):
+        logprobs = jax.nn.log_softmax(nnx.merge(self.graphdef, state).compute_logits(hidden), axis=-1)
+        chosen = jnp.take_along_axis(logprobs, next_token_ids[:, None], axis=-1)[:, 0]
+        top_lp, top_ids = jax.lax.top_k(logprobs, MAX_LOGPROBS)
+        return chosen, top_ids, top_lp
+
+    # ---- host side -----------------------------------------------------------------------
+    def prepare_inputs(self, out: SchedulerOutput) -> BatchInputs:
+        num_tokens = buckets.pick(self.token_buckets, out.num_tokens)
+        num_seqs = buckets.seqs_for_tokens(num_tokens, self.max_num_seqs)
+        width = buckets.pick(self.page_buckets, max(len(s.request.block_table) for s in out.scheduled))
+        token_ids = np.zeros(num_tokens, np.int32)
+        positions = np.zeros(num_tokens, np.int32)
+        slot_mapping = np.full(num_tokens, -1, np.int32)
+        query_start_loc = np.full(num_seqs + 1, out.num_tokens, np.int32)
+        context_lens = np.zeros(num_seqs, np.int32)
+        block_tables = np.zeros((num_seqs, width), np.int32)
+        logits_indices = np.zeros(num_seqs, np.int32)
+        start = 0
+        for i, s in enumerate(out.scheduled):
+            req, n = s.request, s.num_new_tokens
+            first, end = req.num_computed_tokens, req.num_computed_tokens + n
+            pos = np.arange(first, end, dtype=np.int32)
+            table = np.asarray(req.block_table, np.int32)
+            token_ids[start:start + n] = req.token_slice(first, end)
+            positions[start:start + n] = pos
+            slot_mapping[start:start + n] = table[pos // self.block_size] * self.block_size + pos % self.block_size
+            query_start_loc[i] = start
+            context_lens[i] = end
+            block_tables[i, :len(table)] = table
+            start += n
+            logits_indices[i] = start - 1
+        md = AttentionMetadata(slot_mapping, block_tables, context_lens, query_start_loc)
+        return BatchInputs(token_ids, positions, md, logits_indices, num_seqs)
+
+    def execute(self, out: SchedulerOutput) -> ModelRunnerOutput:
+        batch = self.prepare_inputs(out)
+        logits, hidden, self.k_cache, self.v_cache = self._forward(
+            self.state, self.k_cache, self.v_cache, batch.token_ids, batch.positions, batch.md,
+            batch.logits_indices)
+        prompt_logprobs = self._collect_prompt_logprobs(out, hidden)
+        samplers = [(i, s.request) for i, s in enumerate(out.scheduled) if s.samples]
+        sampled = self._sample(logits, samplers, batch.num_seqs) if samplers else {}
+        return ModelRunnerOutput(sampled, prompt_logprobs)
+
+    def _sample(self, logits, samplers, num_seqs) -> dict:
+        md, flags = sampling_metadata(samplers, num_seqs, self.config.vocab_size)
+        ids, chosen, top_ids, top_lp = jax.device_get(sample(logits, md, flags))
+        result = {}
+        for i, req in samplers:
+            lp = None
+            if req.sampling_params.logprobs is not None:
+                k = req.sampling_params.logprobs
+                lp = TokenLogprobs(int(ids[i]), float(chosen[i]),
+                                   list(zip(top_ids[i, :k].tolist(), top_lp[i, :k].tolist(), strict=True)))
+            result[req.request_id] = (int(ids[i]), lp)
+        return result
+
+    def _collect_prompt_logprobs(self, out: SchedulerOutput, hidden) -> dict[str, list[TokenLogprobs]]:
+        wanted = [s for s in out.scheduled if s.request.sampling_params.prompt_logprobs is not None
+                  and s.request.num_computed_tokens == len(s.request.prompt_logprobs)
+                  and s.request.num_computed_tokens < s.request.num_prompt_tokens - 1]
+        if not wanted:
+            return {}
+        next_ids = np.zeros(hidden.shape[0], np.int32)
+        spans, start = {}, 0
+        for s in out.scheduled:
+            req, first = s.request, s.request.num_computed_tokens
+            if s in wanted:
+                last = min(first + s.num_new_tokens, req.num_prompt_tokens - 1)
+                next_ids[start:start + last - first] = req.prompt_token_ids[first + 1:last + 1]
+                spans[req.request_id] = (start, last - first, req.sampling_params.prompt_logprobs)
+            start += s.num_new_tokens
+        chosen, top_ids, top_lp = jax.device_get(self._prompt_logprobs(self.state, hidden, next_ids))
+        return {rid: [TokenLogprobs(int(next_ids[j]), float(chosen[j]),
+                                    list(zip(top_ids[j, :k].tolist(), top_lp[j, :k].tolist(), strict=True)))
+                      for j in range(a, a + n)]
+                for rid, (a, n, k) in spans.items()}
+
+    def warmup(self) -> float:
+        """Compile every (token bucket, page bucket) step and the common samplers."""
+        start = time.perf_counter()
+        shapes = [(t, w) for t in self.token_buckets for w in self.page_buckets]
+        for num_tokens, width in tqdm(shapes, desc="Compiling model step", unit="shape"):
+            num_seqs = buckets.seqs_for_tokens(num_tokens, self.max_num_seqs)
+            md = AttentionMetadata(np.full(num_tokens, -1, np.int32), np.zeros((num_seqs, width), np.int32),
+                                   np.zeros(num_seqs, np.int32), np.zeros(num_seqs + 1, np.int32))
+            logits, _, self.k_cache, self.v_cache = self._forward(
+                self.state, self.k_cache, self.v_cache, np.zeros(num_tokens, np.int32),
+                np.zeros(num_tokens, np.int32), md, np.zeros(num_seqs, np.int32))
+            if width == self.page_buckets[0]:
+                smd, _ = sampling_metadata([], num_seqs, self.config.vocab_size)
+                for flags in (SamplerFlags(), SamplerFlags(all_greedy=False)):
+                    jax.block_until_ready(sample(logits, smd, flags))
+        jax.block_until_ready(self.k_cache)
+        return time.perf_counter() - start
+
+
+def sampling_metadata(samplers, num_seqs: int, vocab_size: int) -> tuple[SamplingMetadata, SamplerFlags]:
+    """Per-row sampling arrays for the requests that sample this step; other rows are greedy padding."""
+    temperature = np.zeros(num_seqs, np.float32)
+    top_k = np.zeros(num_seqs, np.int32)
+    top_p = np.ones(num_seqs, np.float32)
+    min_p = np.zeros(num_seqs, np.float32)
+    seeds = np.zeros(num_seqs, np.uint32)
+    steps = np.zeros(num_seqs, np.int32)
+    presence = np.zeros(num_seqs, np.float32)
+    frequency = np.zeros(num_seqs, np.float32)
+    repetition = np.ones(num_seqs, np.float32)
+    biases = {}
+    for i, req in samplers:
+        p = req.sampling_params
+        temperature[i], top_k[i], top_p[i], min_p[i] = p.temperature, p.top_k, p.top_p, p.min_p
+        seeds[i], steps[i] = req.seed, req.num_output_tokens
+        presence[i], frequency[i], repetition[i] = p.presence_penalty, p.frequency_penalty, p.repetition_penalty
+        bias = request_logit_bias(req)
+        if bias:
+            biases[i] = bias
+    params = [req.sampling_params for _, req in samplers]
+    flags = SamplerFlags(
+        all_greedy=all(p.greedy for p in params),
+        penalties=any(p.needs_penalties for p in params),
+        logit_bias=bool(biases),
+        filters=any(p.needs_filters for p in params),
+        logprobs=any(p.logprobs is not None for p in params),
+    )
+    bias_ids = bias_values = prompt_ids = output_ids = None
+    if flags.logit_bias:
+        bias_ids, bias_values = pad_bias(biases, num_seqs, vocab_size)
+    if flags.penalties:
+        prompt_ids = pad_rows({i: r.prompt_token_ids for i, r in samplers}, num_seqs)
+        output_ids = pad_rows({i: r.output_token_ids for i, r in samplers}, num_seqs)
+    md = SamplingMetadata(temperature, top_k, top_p, min_p, seeds, steps, presence, frequency, repetition,
+                          bias_ids, bias_values, prompt_ids, output_ids)
+    return md, flags
+
+
+def request_logit_bias(req) -> dict[int, float]:
+    """The user's logit_bias, plus a ban on stop tokens until min_tokens are out."""
+    p = req.sampling_params
+    bias = dict(p.logit_bias or {})
+    if req.num_output_tokens < p.min_tokens:
+        for t in [*req.eos_token_ids, *p.stop_token_ids]:
+            bias[t] = -float("inf")
+    return bias
+
+
+def pad_bias(biases: dict[int, dict[int, float]], num_seqs: int, vocab_size: int):
+    width = max(8, 1 << (max(len(b) for b in biases.values()) - 1).bit_length())
+    ids = np.full((num_seqs, width), vocab_size, np.int32)
+    values = np.zeros((num_seqs, width), np.float32)
+    for i, b in biases.items():
+        ids[i, :len(b)] = list(b.keys())
+        values[i, :len(b)] = list(b.values())
+    return ids, values
+
+
+def pad_rows(rows: dict[int, list[int]], num_seqs: int) -> np.ndarray:
+    width = max(8, 1 << (max(len(r) for r in rows.values()) - 1).bit_length()) if rows else 8
+    out = np.full((num_seqs, width), -1, np.int32)
+    for i, r in rows.items():
+        out[i, :len(r)] = r
+    return out
