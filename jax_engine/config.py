@@ -50,7 +50,8 @@ class ModelConfig:
             sliding = d.get("sliding_window")
             if arch == "Qwen2ForCausalLM" and not d.get("use_sliding_window", False):
                 sliding = None
-            rope_scaling = d.get("rope_scaling")
+            rope_params = d.get("rope_parameters") or {}
+            rope_scaling = d.get("rope_scaling") or (rope_params or None)
             if rope_scaling is not None and rope_scaling.get("rope_type", rope_scaling.get("type")) == "default":
                 rope_scaling = None
             return cls(
@@ -63,7 +64,7 @@ class ModelConfig:
                 num_key_value_heads=int(d.get("num_key_value_heads") or num_heads),
                 head_dim=int(d.get("head_dim") or hidden // num_heads),
                 rms_norm_eps=float(d.get("rms_norm_eps", 1e-6)),
-                rope_theta=float(d.get("rope_theta", 10000.0)),
+                rope_theta=float(d.get("rope_theta") or rope_params.get("rope_theta") or 10000.0),
                 rope_scaling=rope_scaling,
                 max_position_embeddings=int(d.get("max_position_embeddings", 2048)),
                 tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),

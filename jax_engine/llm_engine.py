@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 from dataclasses import dataclass
 
 import jax
@@ -25,6 +26,23 @@ logger = logging.getLogger(__name__)
 
 CPU_DEFAULT_MAX_MODEL_LEN = 2048
 CPU_DEFAULT_KV_CACHE_GIB = 1.0
+
+
+@dataclass
+class StepStats:
+    """Where step time goes: host scheduling, the model step (device + input prep), host postprocessing."""
+    num_steps: int = 0
+    num_tokens: int = 0
+    schedule_s: float = 0.0
+    execute_s: float = 0.0
+    postprocess_s: float = 0.0
+
+    def record(self, out: SchedulerOutput, schedule_s: float, execute_s: float, postprocess_s: float) -> None:
+        self.num_steps += 1
+        self.num_tokens += out.num_tokens
+        self.schedule_s += schedule_s
+        self.execute_s += execute_s
+        self.postprocess_s += postprocess_s
 
 
 @dataclass
@@ -72,6 +90,7 @@ class LLMEngine:
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
                                    self.max_model_len)
         self.states: dict[str, RequestState] = {}
+        self.stats = StepStats()
         self.children: dict[str, list[str]] = {}
         self.rng = random.Random(config.seed)
         self.warmup_seconds = self.runner.warmup() if config.warmup else 0.0
@@ -152,16 +171,21 @@ class LLMEngine:
 
     # ---- one step ---------------------------------------------------------------------------
     def step(self) -> list[RequestOutput]:
+        t0 = time.perf_counter()
         out = self.scheduler.schedule()
         if not out:
             return []
+        t1 = time.perf_counter()
         try:
             result = self.runner.execute(out)
         except Exception as e:  # fail only the requests of this step; the engine keeps serving
             logger.exception("model step failed; failing the %d requests it held", len(out.scheduled))
             return self._fail(out, f"{type(e).__name__}: {e}")
+        t2 = time.perf_counter()
         self.scheduler.update(out)
-        return self._process(out, result)
+        outputs = self._process(out, result)
+        self.stats.record(out, t1 - t0, t2 - t1, time.perf_counter() - t2)
+        return outputs
 
     def _process(self, out: SchedulerOutput, result: ModelRunnerOutput) -> list[RequestOutput]:
         outputs = []

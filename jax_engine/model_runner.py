@@ -66,6 +66,7 @@ class ModelRunner:
         self._forward = jax.jit(self._forward_impl, donate_argnums=(1, 2))
         self._logits = jax.jit(self._logits_impl)
         self._prompt_logprobs = jax.jit(self._prompt_logprobs_impl)
+        self.prepare_s = 0.0  # host time building inputs, part of each execute
 
     # ---- jitted bodies -------------------------------------------------------------------
     def _forward_impl(self, state, k_cache, v_cache, token_ids, positions, md, logits_indices):
@@ -112,7 +113,9 @@ class ModelRunner:
         return BatchInputs(token_ids, positions, md, logits_indices, num_seqs)
 
     def execute(self, out: SchedulerOutput) -> ModelRunnerOutput:
+        t0 = time.perf_counter()
         batch = self.prepare_inputs(out)
+        self.prepare_s += time.perf_counter() - t0
         logits, hidden, self.k_cache, self.v_cache = self._forward(
             self.state, self.k_cache, self.v_cache, batch.token_ids, batch.positions, batch.md,
             batch.logits_indices)
