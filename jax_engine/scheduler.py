@@ -107,8 +107,8 @@ class Scheduler:
         """Hold back the other samples of a request until its prompt blocks are cached, to share them."""
         if req.parent_id is None or not self.block_manager.enable_prefix_caching:
             return False
-        return any(r.parent_id == req.parent_id and r.num_computed_tokens < r.num_prompt_tokens
-                   for r in self.running)
+        shared = req.num_prompt_tokens // self.block_manager.block_size * self.block_manager.block_size
+        return any(r.parent_id == req.parent_id and r.num_computed_tokens < shared for r in self.running)
 
     def preempt(self, req: Request) -> None:
         """Preemption by recompute: drop the request's KV and requeue it."""
