@@ -1,0 +1,60 @@
+"""The OpenAI wire protocol as pure code: requests into dataclasses, engine results into response JSON."""
+
+from compat.body import decode_json_body
+from compat.chat import (
+    ChatChoiceData,
+    ChatRequest,
+    chat_chunk,
+    chat_response,
+    chat_usage_chunk,
+    content_delta,
+    parse_chat_request,
+    role_delta,
+    tool_call_delta,
+)
+from compat.chat_template import DEFAULT_CHAT_TEMPLATE, ChatTemplate
+from compat.completion import (
+    CompletionChoiceData,
+    CompletionRequest,
+    completion_chunk,
+    completion_response,
+    completion_usage_chunk,
+    parse_completion_request,
+)
+from compat.errors import OpenAIError
+from compat.logprobs import TokenLogprob, TopLogprob
+from compat.models import model_card, model_list
+from compat.sampling import resolve_max_tokens
+from compat.tools import FunctionTool, NamedToolChoice, ToolCall
+from compat.usage import usage
+
+__all__ = [
+    "ChatChoiceData",
+    "ChatRequest",
+    "ChatTemplate",
+    "CompletionChoiceData",
+    "CompletionRequest",
+    "DEFAULT_CHAT_TEMPLATE",
+    "FunctionTool",
+    "NamedToolChoice",
+    "OpenAIError",
+    "TokenLogprob",
+    "ToolCall",
+    "TopLogprob",
+    "chat_chunk",
+    "chat_response",
+    "chat_usage_chunk",
+    "completion_chunk",
+    "completion_response",
+    "completion_usage_chunk",
+    "content_delta",
+    "decode_json_body",
+    "model_card",
+    "model_list",
+    "parse_chat_request",
+    "parse_completion_request",
+    "resolve_max_tokens",
+    "role_delta",
+    "tool_call_delta",
+    "usage",
+]

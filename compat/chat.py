@@ -1,0 +1,280 @@
+"""/v1/chat/completions: the request, parsed and validated, and the response and stream chunk builders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from compat import errors, fields, request_fields
+from compat.logprobs import TokenLogprob, chat_logprobs
+from compat.messages import parse_messages
+from compat.response_format import ResponseFormat, parse_response_format
+from compat.sampling import parse_sampling
+from compat.stream_options import parse_stream_options
+from compat.tools import FunctionTool, ToolCall, ToolChoice, parse_tool_choice, parse_tools
+
+OBJECT = "chat.completion"
+CHUNK_OBJECT = "chat.completion.chunk"
+MAX_TOP_LOGPROBS = 20
+
+# OpenAI fields accepted and dropped: they steer billing, storage, caching or latency, not the output.
+IGNORED_OPENAI_FIELDS = frozenset(
+    (
+        "metadata store service_tier prompt_cache_key prompt_cache_options prompt_cache_retention "
+        "safety_identifier prediction reasoning_effort verbosity moderation"
+    ).split()
+)
+KNOWN_FIELDS = request_fields.SAMPLING_EXTENSIONS.union(
+    IGNORED_OPENAI_FIELDS,
+    (
+        "model messages frequency_penalty logit_bias logprobs top_logprobs max_tokens "
+        "max_completion_tokens n presence_penalty response_format seed stop stream stream_options "
+        "temperature top_p tools tool_choice parallel_tool_calls user chat_template_kwargs "
+        "add_generation_prompt continue_final_message echo"
+    ).split(),
+)
+UNIMPLEMENTED = {
+    **request_fields.UNIMPLEMENTED_VLLM,
+    "audio": (),
+    "functions": ([],),
+    "function_call": (),
+    "web_search_options": (),
+    "modalities": (["text"],),
+}
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str | None  # None: the client left it out; the gateway serves its one model
+    messages: list[dict]  # template-ready, see compat.messages
+    sampling: dict  # engine sampling params, see compat.sampling
+    stream: bool = False
+    include_usage: bool = False
+    continuous_usage_stats: bool = False
+    logprobs: bool = False
+    top_logprobs: int = 0
+    user: str | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: ToolChoice = "none"
+    parallel_tool_calls: bool = True
+    chat_template_kwargs: dict = field(default_factory=dict)
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
+    echo: bool = False
+    ignored_fields: tuple[str, ...] = ()  # top-level fields this server does not know; worth a log line
+
+    @property
+    def n(self) -> int:
+        return self.sampling["n"]
+
+    @property
+    def seed(self) -> int | None:
+        return self.sampling["seed"]
+
+    def template_tools(self) -> list[dict] | None:
+        """`tools` as HF chat templates read them."""
+        return None if self.tools is None else [tool.to_dict() for tool in self.tools]
+
+
+@dataclass(frozen=True)
+class ChatChoiceData:
+    index: int
+    text: str | None
+    finish_reason: str  # "stop" | "length" | "tool_calls"
+    logprobs: Sequence[TokenLogprob] | None = None
+    tool_calls: Sequence[ToolCall] = ()
+
+
+def parse_chat_request(
+    body: dict, allow_structured_output: bool = False, allow_tools: bool = False
+) -> ChatRequest:
+    """Validate a chat request. `response_format` and `tools` are parsed in full, but refused with a 400
+    until the server can honour them (the `allow_*` switches)."""
+    if not isinstance(body, dict):
+        raise errors.invalid_type("body", "an object", body)
+    request_fields.reject_unimplemented(body, UNIMPLEMENTED)
+    stream = parse_stream_options(body)
+    logprobs, top_logprobs = _logprobs(body)
+    sampling = parse_sampling(body, _max_tokens(body), top_logprobs if logprobs else None)
+    tools = parse_tools(body.get("tools"))
+    request = ChatRequest(
+        model=fields.string(body.get("model"), "model"),
+        messages=parse_messages(body.get("messages")),
+        sampling=sampling,
+        stream=stream.stream,
+        include_usage=stream.include_usage,
+        continuous_usage_stats=stream.continuous_usage_stats,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+        user=fields.string(body.get("user"), "user"),
+        response_format=parse_response_format(body.get("response_format")),
+        tools=tools,
+        tool_choice=parse_tool_choice(body.get("tool_choice"), tools),
+        parallel_tool_calls=_flag(body, "parallel_tool_calls", True),
+        chat_template_kwargs=fields.obj(body.get("chat_template_kwargs"), "chat_template_kwargs") or {},
+        add_generation_prompt=_flag(body, "add_generation_prompt", True),
+        continue_final_message=_flag(body, "continue_final_message", False),
+        echo=_flag(body, "echo", False),
+        ignored_fields=request_fields.unknown_fields(body, KNOWN_FIELDS | set(UNIMPLEMENTED)),
+    )
+    _check_generation_prompt(request)
+    if not allow_structured_output:
+        _refuse_structured_output(request)
+    if not allow_tools:
+        _refuse_tools(request)
+    return request
+
+
+def _flag(body: dict, key: str, default: bool) -> bool:
+    value = fields.boolean(body.get(key), key)
+    return default if value is None else value
+
+
+def _logprobs(body: dict) -> tuple[bool, int]:
+    logprobs = _flag(body, "logprobs", False)
+    top_logprobs = fields.integer(body.get("top_logprobs"), "top_logprobs", 0, MAX_TOP_LOGPROBS)
+    if top_logprobs is not None and not logprobs:
+        raise errors.invalid_parameter_combination(
+            "'top_logprobs' requires 'logprobs' to be set to true.", "top_logprobs"
+        )
+    return logprobs, top_logprobs or 0
+
+
+def _max_tokens(body: dict) -> int | None:
+    max_tokens = fields.integer(body.get("max_tokens"), "max_tokens", 1)
+    max_completion_tokens = fields.integer(body.get("max_completion_tokens"), "max_completion_tokens", 1)
+    if max_tokens is not None and max_completion_tokens is not None:
+        raise errors.invalid_parameter_combination(
+            "Setting 'max_tokens' and 'max_completion_tokens' at the same time is not supported; "
+            "use 'max_completion_tokens'.",
+            "max_tokens",
+        )
+    return max_tokens if max_completion_tokens is None else max_completion_tokens
+
+
+def _check_generation_prompt(request: ChatRequest) -> None:
+    if request.add_generation_prompt and request.continue_final_message:
+        raise errors.invalid_parameter_combination(
+            "'add_generation_prompt' and 'continue_final_message' cannot both be true.",
+            "continue_final_message",
+        )
+
+
+def _refuse_structured_output(request: ChatRequest) -> None:
+    if request.response_format is not None and request.response_format.is_structured:
+        raise errors.unsupported_value(
+            "response_format.type",
+            f"response_format of type '{request.response_format.type}' is not supported yet.",
+        )
+
+
+def _refuse_tools(request: ChatRequest) -> None:
+    if request.tools and request.tool_choice != "none":
+        raise errors.unsupported_parameter("tools", "Tool calling is not supported yet.")
+
+
+# Responses and stream chunks.
+
+
+def chat_response(
+    request_id: str,
+    model: str,
+    created: int,
+    choices: Sequence[ChatChoiceData],
+    usage: dict,
+    system_fingerprint: str | None = None,
+) -> dict:
+    response = {
+        "id": request_id,
+        "object": OBJECT,
+        "created": created,
+        "model": model,
+        "choices": [_choice(c) for c in choices],
+        "usage": usage,
+    }
+    if system_fingerprint is not None:
+        response["system_fingerprint"] = system_fingerprint
+    return response
+
+
+def chat_chunk(
+    request_id: str,
+    model: str,
+    created: int,
+    index: int,
+    delta: dict,
+    finish_reason: str | None = None,
+    logprobs: Sequence[TokenLogprob] | None = None,
+    usage_null: bool = False,
+    usage: dict | None = None,
+    system_fingerprint: str | None = None,
+) -> dict:
+    """One stream event for choice `index`. Build `delta` with role_delta (first chunk of each choice),
+    content_delta or tool_call_delta; the last chunk of a choice carries its finish_reason.
+    `usage_null`: the client asked for include_usage, so the field is present and null until the usage
+    chunk; `usage`: running usage (continuous_usage_stats)."""
+    choice = {
+        "index": index,
+        "delta": delta,
+        "logprobs": None if logprobs is None else chat_logprobs(logprobs),
+        "finish_reason": finish_reason,
+    }
+    return _chunk(request_id, model, created, [choice], usage, usage_null, system_fingerprint)
+
+
+def chat_usage_chunk(
+    request_id: str, model: str, created: int, usage: dict, system_fingerprint: str | None = None
+) -> dict:
+    """The last event of a stream with include_usage: usage for the whole request and no choices."""
+    return _chunk(request_id, model, created, [], usage, False, system_fingerprint)
+
+
+def role_delta() -> dict:
+    return {"role": "assistant", "content": ""}
+
+
+def content_delta(text: str) -> dict:
+    return {"content": text}
+
+
+def tool_call_delta(
+    index: int, id: str | None = None, name: str | None = None, arguments: str | None = None
+) -> dict:
+    """A piece of the `index`-th tool call: its first piece has `id` and `name`, later ones `arguments`."""
+    call = {"index": index}
+    if id is not None:
+        call["id"] = id
+        call["type"] = "function"
+    function = {}
+    if name is not None:
+        function["name"] = name
+    if arguments is not None:
+        function["arguments"] = arguments
+    if function:
+        call["function"] = function
+    return {"tool_calls": [call]}
+
+
+def _chunk(request_id, model, created, choices, usage, usage_null, system_fingerprint) -> dict:
+    chunk = {"id": request_id, "object": CHUNK_OBJECT, "created": created, "model": model, "choices": choices}
+    if system_fingerprint is not None:
+        chunk["system_fingerprint"] = system_fingerprint
+    if usage is not None or usage_null:
+        chunk["usage"] = usage
+    return chunk
+
+
+def _choice(choice: ChatChoiceData) -> dict:
+    message = {"role": "assistant", "content": choice.text, "refusal": None}
+    if choice.tool_calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in choice.tool_calls
+        ]
+    return {
+        "index": choice.index,
+        "message": message,
+        "logprobs": None if choice.logprobs is None else chat_logprobs(choice.logprobs),
+        "finish_reason": choice.finish_reason,
+    }

@@ -1,0 +1,123 @@
+"""Typed readers for decoded JSON values: each returns the value (None for JSON null) or raises OpenAIError.
+
+`param` is the OpenAI-style path of the value (`temperature`, `messages[1].content`), reported in the error.
+JSON booleans are never numbers here, and numbers are never parsed from strings, as OpenAI's API does.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from compat import errors
+
+NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # OpenAI's pattern for function and schema names
+
+
+def number(
+    value: object,
+    param: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise errors.invalid_type(param, "a decimal", value)
+    if not math.isfinite(value):
+        raise errors.invalid_value(param, f"Invalid '{param}': expected a finite number, but got {value}.")
+    if minimum is not None and (value <= minimum if exclusive_minimum else value < minimum):
+        raise errors.below_minimum(param, "decimal", minimum, value, exclusive_minimum)
+    if maximum is not None and value > maximum:
+        raise errors.above_maximum(param, "decimal", maximum, value)
+    return float(value)
+
+
+def integer(value: object, param: str, minimum: int | None = None, maximum: int | None = None) -> int | None:
+    if value is None:
+        return None
+    # 5.0 is accepted as 5 (as pydantic, and so vLLM, do); 5.5 is not an integer.
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise errors.invalid_type(param, "an integer", value)
+    if minimum is not None and value < minimum:
+        raise errors.below_minimum(param, "integer", minimum, value)
+    if maximum is not None and value > maximum:
+        raise errors.above_maximum(param, "integer", maximum, value)
+    return value
+
+
+def boolean(value: object, param: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise errors.invalid_type(param, "a boolean", value)
+
+
+def string(value: object, param: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise errors.invalid_type(param, "a string", value)
+
+
+def obj(value: object, param: str) -> dict | None:
+    if value is None or isinstance(value, dict):
+        return value
+    raise errors.invalid_type(param, "an object", value)
+
+
+def array(value: object, param: str, min_length: int = 0, max_length: int | None = None) -> list | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise errors.invalid_type(param, "an array", value)
+    if len(value) < min_length:
+        raise errors.array_too_short(param, min_length, len(value))
+    if max_length is not None and len(value) > max_length:
+        raise errors.array_too_long(param, max_length, len(value))
+    return value
+
+
+def choice(value: object, param: str, allowed: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise errors.invalid_type(param, "a string", value)
+    if value not in allowed:
+        supported = ", ".join(f"'{a}'" for a in allowed)
+        raise errors.invalid_value(
+            param, f"Invalid value for '{param}': '{value}'. Supported values are: {supported}."
+        )
+    return value
+
+
+def required(body: dict, key: str, param: str | None = None) -> object:
+    """The value under `key`; absent and null both count as missing."""
+    value = body.get(key)
+    if value is None:
+        raise errors.missing_parameter(param or key)
+    return value
+
+
+def required_string(body: dict, key: str, param: str) -> str:
+    return string(required(body, key, param), param)
+
+
+def required_object(body: dict, key: str, param: str) -> dict:
+    return obj(required(body, key, param), param)
+
+
+def required_choice(body: dict, key: str, param: str, allowed: tuple[str, ...]) -> str:
+    return choice(required(body, key, param), param, allowed)
+
+
+def required_name(body: dict, key: str, param: str) -> str:
+    name = required_string(body, key, param)
+    if not NAME.fullmatch(name):
+        raise errors.invalid_value(
+            param,
+            f"Invalid '{param}': string does not match pattern. "
+            f"Expected a string that matches the pattern '^{NAME.pattern}$'.",
+        )
+    return name
