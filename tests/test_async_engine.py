@@ -1,0 +1,109 @@
+"""AsyncEngine: streaming outputs, abort, failures reaching callers, stop strings, prompt logprobs."""
+
+import asyncio
+import os
+
+import numpy as np
+import pytest
+
+from jax_engine.engine import AsyncEngine
+from jax_engine.errors import EngineError, RequestValidationError
+from jax_engine.sampling_params import SamplingParams
+from tests.engine_utils import engine_for
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+
+
+@pytest.fixture
+def engine(tiny_llama_path):
+    e = AsyncEngine(engine_for(tiny_llama_path))
+    yield e
+    e.shutdown()
+
+
+async def collect(engine, rid, ids, params):
+    outs = [o async for o in engine.generate(rid, ids, params)]
+    return outs
+
+
+async def test_stream_yields_deltas_and_one_finish(engine):
+    outs = await collect(engine, "a", [5, 6, 7], SamplingParams(temperature=0.0, max_tokens=6, ignore_eos=True))
+    assert sum(len(o.new_token_ids) for o in outs) == 6
+    assert [o.finish_reason for o in outs] == [None] * 5 + ["length"]
+    assert outs[0].prompt_token_ids == [5, 6, 7]
+
+
+async def test_concurrent_requests_equal_sequential_runs(engine):
+    params = SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True)
+    prompts = [[3 + i, 10 + i, 20 + i] for i in range(8)]
+    sequential = [[t for o in await collect(engine, f"s{i}", p, params) for t in o.new_token_ids]
+                  for i, p in enumerate(prompts)]
+    results = await asyncio.gather(*(collect(engine, f"c{i}", p, params) for i, p in enumerate(prompts)))
+    assert [[t for o in r for t in o.new_token_ids] for r in results] == sequential
+
+
+async def test_abandoned_stream_aborts_and_frees_blocks(engine):
+    core = engine.core
+    gen = engine.generate("x", [5] * 40, SamplingParams(temperature=0.0, max_tokens=200, ignore_eos=True))
+    await gen.__anext__()
+    assert core.block_manager.num_free_blocks < core.block_manager.num_blocks
+    await gen.aclose()
+    for _ in range(100):
+        if core.block_manager.num_free_blocks == core.block_manager.num_blocks and not core.num_running:
+            break
+        await asyncio.sleep(0.02)
+    assert core.block_manager.num_free_blocks == core.block_manager.num_blocks
+
+
+async def test_bad_request_raises_and_engine_keeps_serving(engine):
+    with pytest.raises(RequestValidationError):
+        await collect(engine, "bad", [], SamplingParams())
+    outs = await collect(engine, "ok", [5, 6], SamplingParams(temperature=0.0, max_tokens=2))
+    assert outs[-1].finished
+
+
+async def test_failing_step_fails_its_requests_and_later_requests_still_run(engine):
+    runner = engine.core.runner
+    original = runner.execute
+    runner.execute = lambda out: (_ for _ in ()).throw(RuntimeError("device fault"))
+    with pytest.raises(EngineError, match="device fault"):
+        await collect(engine, "doomed", [5, 6], SamplingParams(max_tokens=3))
+    runner.execute = original
+    outs = await collect(engine, "after", [5, 6], SamplingParams(temperature=0.0, max_tokens=2))
+    assert outs[-1].finished
+    assert engine.core.block_manager.num_free_blocks == engine.core.block_manager.num_blocks
+
+
+async def test_dead_engine_thread_reaches_every_waiting_caller(engine):
+    engine.core.step = lambda: (_ for _ in ()).throw(SystemError("thread crash"))
+    with pytest.raises(EngineError):
+        await asyncio.wait_for(collect(engine, "a", [5, 6], SamplingParams(max_tokens=3)), timeout=10)
+    with pytest.raises(EngineError):
+        await collect(engine, "b", [5, 6], SamplingParams(max_tokens=3))
+
+
+async def test_stop_string_ends_generation_and_is_removed(engine):
+    prompt = np.load(os.path.join(GOLDEN, "llama", "golden.npz"))["prompt_1"].tolist()
+    params = SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True)
+    full = "".join(o.new_text for o in await collect(engine, "full", prompt, params))
+    cut = next(i for i in range(1, len(full) - 2) if full.find(full[i:i + 2]) == i)
+    stop = full[cut:cut + 2]
+    params = SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True, stop=[stop])
+    outs = await collect(engine, "stopped", prompt, params)
+    assert "".join(o.new_text for o in outs) == full[:cut]
+    assert outs[-1].finish_reason == "stop" and outs[-1].stop_reason == stop
+
+
+async def test_prompt_logprobs_match_transformers(engine):
+    golden = np.load(os.path.join(GOLDEN, "llama", "golden.npz"))
+    prompt = golden["prompt_2"].tolist()
+    logits = golden["prefill_logits_2"]
+    ref = logits - logits.max(-1, keepdims=True)
+    ref = ref - np.log(np.exp(ref).sum(-1, keepdims=True))
+    outs = await collect(engine, "pl", prompt, SamplingParams(max_tokens=1, prompt_logprobs=3))
+    pl = outs[0].prompt_logprobs
+    assert pl[0] is None and len(pl) == len(prompt)
+    for i in range(1, len(prompt)):
+        assert pl[i].token_id == prompt[i]
+        assert abs(pl[i].logprob - ref[i - 1, prompt[i]]) < 1e-4
+        assert [t for t, _ in pl[i].top] == np.argsort(-ref[i - 1])[:3].tolist()
