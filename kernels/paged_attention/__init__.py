@@ -1,10 +1,53 @@
-"""Ragged paged attention: Pallas on GPU, the pure-JAX reference elsewhere."""
+"""Ragged paged attention: the Pallas kernel on GPU, the pure-JAX reference elsewhere.
 
+The backend is chosen when the caller is traced: Pallas (pallas_gpu.py) when JAX's default backend is
+a GPU, the reference (reference.py) otherwise. The environment variable CORTEXSTREAM_ATTENTION
+overrides that choice:
+    CORTEXSTREAM_ATTENTION=pallas     always the Pallas kernel (off GPU it runs in interpret mode: slow,
+                                      for debugging only)
+    CORTEXSTREAM_ATTENTION=reference  always the pure-JAX reference
+"""
+
+import os
+
+import jax
+
+from kernels.paged_attention.pallas_gpu import ragged_paged_attention as pallas_attention
 from kernels.paged_attention.reference import ragged_paged_attention as reference_attention
 from kernels.paged_attention.reference import token_metadata, write_kv
 
-__all__ = ["paged_attention", "reference_attention", "token_metadata", "write_kv"]
+__all__ = ["ATTENTION_ENV_VAR", "attention_backend", "paged_attention", "pallas_attention",
+           "reference_attention", "token_metadata", "write_kv"]
+
+ATTENTION_ENV_VAR = "CORTEXSTREAM_ATTENTION"
+BACKENDS = ("pallas", "reference")
 
 
-def paged_attention(*args, **kwargs):
-    return reference_attention(*args, **kwargs)
+def attention_backend() -> str:
+    """'pallas' or 'reference': the environment's choice, else Pallas exactly when JAX runs on a GPU."""
+    forced = os.environ.get(ATTENTION_ENV_VAR, "").strip().lower()
+    if forced:
+        if forced not in BACKENDS:
+            raise ValueError(f"{ATTENTION_ENV_VAR}={forced!r}; expected one of {BACKENDS}")
+        return forced
+    return "pallas" if jax.default_backend() == "gpu" else "reference"
+
+
+def paged_attention(
+    q,  # [T, Hq, D]
+    k_pages,  # [num_pages, page_size, Hkv, D]
+    v_pages,  # [num_pages, page_size, Hkv, D]
+    block_tables,  # [S, pages_per_seq] int32
+    context_lens,  # [S] int32, context length including this step's tokens
+    query_start_loc,  # [S + 1] int32
+    *,
+    sm_scale=None,
+    sliding_window=None,
+    soft_cap=None,
+):
+    """Causal GQA attention of each query token over its own sequence's paged context -> [T, Hq, D]."""
+    args = (q, k_pages, v_pages, block_tables, context_lens, query_start_loc)
+    options = dict(sm_scale=sm_scale, sliding_window=sliding_window, soft_cap=soft_cap)
+    if attention_backend() == "reference":
+        return reference_attention(*args, **options)
+    return pallas_attention(*args, **options, interpret=jax.default_backend() != "gpu")

@@ -87,6 +87,6 @@ def write_kv(k_pages, v_pages, k, v, slot_mapping):
     num_pages, page_size = k_pages.shape[:2]
     num_slots = num_pages * page_size
     slots = jnp.where(slot_mapping < 0, num_slots, slot_mapping)
-    k_flat = k_pages.reshape(num_slots, *k_pages.shape[2:]).at[slots].set(k.astype(k_pages.dtype), mode="drop")
-    v_flat = v_pages.reshape(num_slots, *v_pages.shape[2:]).at[slots].set(v.astype(v_pages.dtype), mode="drop")
-    return k_flat.reshape(k_pages.shape), v_flat.reshape(v_pages.shape)
+    scatter = lambda pages, new: pages.reshape(num_slots, *pages.shape[2:]).at[slots].set(
+        new.astype(pages.dtype), mode="drop").reshape(pages.shape)
+    return scatter(k_pages, k), scatter(v_pages, v)
