@@ -20,10 +20,16 @@ Design (cf. vLLM's unified Triton attention, flash-decoding):
   rows through the block table; nothing is gathered into a contiguous cache. Online softmax in f32,
   base-2 exponentials, logit soft-cap, causal and window masks per row.
 - Split-K (flash-decoding): with num_splits > 1 the key range is cut into num_splits chunks, each
-  program writes an unnormalised partial (o, running max m, denominator l) and a small combine in JAX
-  merges them. With num_splits == 1 (prefill-sized grids) the kernel normalises and scatters its rows
-  straight into the [T, Hq, D] output, which starts as zeros so padding tokens read 0.
-Limits: head_dim must be a power of two >= 16 (Triton tile sizes); one KV cache layer per call.
+  program writes an unnormalised f32 partial (o, running max m, row sum) and a small combine in JAX
+  merges them. With num_splits == 1 the kernel normalises and writes its tile in q's dtype. Either way
+  each program owns its output tile (no scatter, no atomics), and a gather in JAX maps tile rows back
+  to [T, Hq, D], writing zeros for padding tokens.
+- Tiling defaults (all overridable): block_q from the batch shape (16 rows for decode-shaped batches,
+  64 for prefill), block_k 64 (32 for head_dim > 128), num_splits doubling until the grid has ~1024
+  programs, 4 warps for decode tiles and 8 for prefill tiles. These are reasoned, not yet measured:
+  `python -m kernels.paged_attention.bench` on the GPU is where to tune them.
+Limits: head_dim is padded to a power of two (masked loads, so any head_dim works, at the cost of the
+padding); one KV cache layer per call, so a caller holding [L, ...] caches passes a slice.
 """
 
 import functools
@@ -82,6 +88,11 @@ def default_num_splits(num_programs: int, max_context: int, block_k: int) -> int
     while splits * num_programs < TARGET_PROGRAMS and splits * 2 * block_k <= max_context and splits < 16:
         splits *= 2
     return splits
+
+
+def default_num_warps(rows: int, head_dim_pad: int) -> int:
+    """Four warps for decode-sized tiles; eight once the f32 accumulator would crowd four warps' registers."""
+    return 4 if rows * head_dim_pad <= 32 * 128 else 8
 
 
 def _row_layout(t: _Tiling, token_start, num_tokens, first_position, kv_head):
@@ -222,7 +233,7 @@ def ragged_paged_attention(
     block_q=None,
     block_k=None,
     num_splits=None,
-    num_warps=4,
+    num_warps=None,
     num_stages=2,
     interpret=False,
 ):
@@ -245,7 +256,8 @@ def ragged_paged_attention(
         grid=tiles[:3],
         out_shape=out_shape,
         out_specs=out_specs,
-        compiler_params=plgpu.CompilerParams(num_warps=num_warps, num_stages=num_stages),
+        compiler_params=plgpu.CompilerParams(
+            num_warps=num_warps or default_num_warps(t.rows, t.head_dim_pad), num_stages=num_stages),
         interpret=interpret,
         name="ragged_paged_attention",
     )(*blocks, block_tables.reshape(-1).astype(jnp.int32), q.reshape(-1, head_dim),
