@@ -207,13 +207,17 @@ def _tiling(q, k_pages, block_tables, *, sm_scale, sliding_window, soft_cap, blo
     group_pad = _next_power_of_2(group)
     block_q = block_q or default_block_q(num_tokens, num_seqs, group_pad)
     block_k = block_k or (64 if head_dim_pad <= 128 else 32)
+    if block_q & (block_q - 1) or block_q * group_pad < MIN_ROWS or block_k & (block_k - 1) or block_k < 16:
+        raise ValueError(f"{block_q=} and {block_k=} must be powers of two with block_q * {group_pad=} >= "
+                         f"{MIN_ROWS} and block_k >= 16 (Triton tile shapes)")
     num_blocks = num_query_blocks(num_tokens, num_seqs, block_q)
     num_splits = num_splits or default_num_splits(num_blocks * num_kv_heads, pages_per_seq * page_size,
                                                   block_k)
     scale = sm_scale if sm_scale is not None else head_dim ** -0.5
     scale_log2 = scale * LOG2_E if soft_cap is None else scale / soft_cap
+    soft_cap = None if soft_cap is None else float(soft_cap)
     return _Tiling(num_kv_heads, head_dim_pad, group, group_pad, block_q, block_k, page_size, pages_per_seq,
-                   num_splits, float(scale_log2), soft_cap and float(soft_cap), sliding_window), num_blocks
+                   num_splits, float(scale_log2), soft_cap, sliding_window), num_blocks
 
 
 @functools.partial(jax.jit, static_argnames=(
