@@ -132,7 +132,8 @@ class LLMEngine:
                           eos_token_ids=self.eos_token_ids)
             detok = (IncrementalDetokenizer(self.tokenizer, req.prompt_token_ids, params.skip_special_tokens)
                      if self.tokenizer is not None else None)
-            self.states[child_id] = RequestState(req, detok, StopChecker(params.stop, params.include_stop_str_in_output))
+            stop_checker = StopChecker(params.stop, params.include_stop_str_in_output)
+            self.states[child_id] = RequestState(req, detok, stop_checker)
             self.scheduler.add_request(req)
 
     def validate(self, prompt_token_ids: list[int], params: SamplingParams) -> None:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kernels.paged_attention import pallas_attention, write_kv
+from kernels.paged_attention import pallas_attention, write_kv, write_kv_layer
 from kernels.paged_attention.query_blocks import num_query_blocks, query_blocks, token_slots
 from kernels.paged_attention.reference import ragged_paged_attention
 
@@ -375,3 +375,36 @@ def test_write_kv_casts_to_cache_dtype():
     k = jnp.full((1, 1, 8), 1.5, jnp.float32)
     new_k, _ = write_kv(pages, pages, k, k, jnp.asarray([5], jnp.int32))
     assert new_k.dtype == jnp.bfloat16 and float(new_k[1, 1, 0, 0]) == 1.5
+
+
+# --- stacked [L, ...] caches read in place through `layer` ------------------------------------------------
+
+def stacked(pages, num_layers, layer, rng):
+    """pages placed at `layer` of an [L, ...] cache whose other layers are noise."""
+    noise = rng.standard_normal((num_layers, *pages.shape)).astype(np.float32)
+    noise[layer] = np.asarray(pages, np.float32)
+    return jnp.asarray(noise, pages.dtype)
+
+
+@pytest.mark.parametrize("impl", ["reference", "pallas"])
+def test_stacked_cache_with_layer_index_matches_single_layer(impl):
+    case = Case((1, 7, 1), (40, 7, 17), num_q_heads=6, num_kv_heads=2)
+    batch = make_batch(case, seed=11)
+    rng = np.random.default_rng(12)
+    expected = reference_attention(*batch.args)
+    k_all, v_all = stacked(batch.k_pages, 3, 1, rng), stacked(batch.v_pages, 3, 1, rng)
+    fn = reference_attention if impl == "reference" else functools.partial(pallas_attention, interpret=True)
+    out = jax.jit(lambda layer: fn(batch.q, k_all, v_all, *batch.args[3:], layer=layer))(jnp.int32(1))
+    assert_close(out, expected, case.dtype)
+
+
+def test_write_kv_layer_writes_only_its_layer():
+    rng = np.random.default_rng(5)
+    cache = jnp.asarray(rng.standard_normal((3, 4, 8, 2, 16)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 2, 16)), jnp.float32)
+    slot_mapping = jnp.asarray([9, -1, 31], jnp.int32)
+    new_k, new_v = write_kv_layer(cache, cache, 2, k, k, slot_mapping)
+    expected = np.array(cache)
+    expected[2, 1, 1], expected[2, 3, 7] = k[0], k[2]
+    np.testing.assert_array_equal(new_k, expected)
+    np.testing.assert_array_equal(new_v, expected)

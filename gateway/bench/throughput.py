@@ -65,4 +65,4 @@ def run(args, config: EngineConfig) -> dict:
     if args.output_json:
         with open(args.output_json, "w") as f:
             json.dump(result, f, indent=2)
-    return result
+    return 0

@@ -18,7 +18,7 @@ from jax_engine.config import ModelConfig
 from jax_engine.layers.linear import linear
 from jax_engine.layers.norm import rms_norm
 from jax_engine.layers.rotary import apply_rotary, inv_frequencies
-from kernels import paged_attention, write_kv
+from kernels.paged_attention import paged_attention, write_kv_layer
 
 
 @jax.tree_util.register_dataclass
@@ -116,11 +116,9 @@ class LlamaForCausalLM(nnx.Module):
         q = apply_rotary(q, positions, self.inv_freq)
         k = apply_rotary(k, positions, self.inv_freq)
 
-        k_pages, v_pages = write_kv(k_cache[layer_id], v_cache[layer_id], k, v, md.slot_mapping)
-        k_cache = jax.lax.dynamic_update_index_in_dim(k_cache, k_pages, layer_id, 0)
-        v_cache = jax.lax.dynamic_update_index_in_dim(v_cache, v_pages, layer_id, 0)
-        o = paged_attention(q, k_pages, v_pages, md.block_tables, md.context_lens, md.query_start_loc,
-                            sm_scale=hd ** -0.5, sliding_window=cfg.sliding_window)
+        k_cache, v_cache = write_kv_layer(k_cache, v_cache, layer_id, k, v, md.slot_mapping)
+        o = paged_attention(q, k_cache, v_cache, md.block_tables, md.context_lens, md.query_start_loc,
+                            layer=layer_id, sm_scale=hd ** -0.5, sliding_window=cfg.sliding_window)
         return linear(o.reshape(num_tokens, nq * hd), w["o_proj"]), k_cache, v_cache
 
     def _mlp(self, x, w):

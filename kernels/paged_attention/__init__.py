@@ -12,12 +12,13 @@ import os
 
 import jax
 
+from kernels.paged_attention.kv_cache import write_kv_layer
 from kernels.paged_attention.pallas_gpu import ragged_paged_attention as pallas_attention
 from kernels.paged_attention.reference import ragged_paged_attention as reference_attention
 from kernels.paged_attention.reference import token_metadata, write_kv
 
 __all__ = ["ATTENTION_ENV_VAR", "attention_backend", "paged_attention", "pallas_attention",
-           "reference_attention", "token_metadata", "write_kv"]
+           "reference_attention", "token_metadata", "write_kv", "write_kv_layer"]
 
 ATTENTION_ENV_VAR = "CORTEXSTREAM_ATTENTION"
 BACKENDS = ("pallas", "reference")
@@ -35,19 +36,20 @@ def attention_backend() -> str:
 
 def paged_attention(
     q,  # [T, Hq, D]
-    k_pages,  # [num_pages, page_size, Hkv, D]
-    v_pages,  # [num_pages, page_size, Hkv, D]
+    k_pages,  # [num_pages, page_size, Hkv, D], or stacked [L, ...] with `layer`
+    v_pages,  # like k_pages
     block_tables,  # [S, pages_per_seq] int32
     context_lens,  # [S] int32, context length including this step's tokens
     query_start_loc,  # [S + 1] int32
     *,
+    layer=None,
     sm_scale=None,
     sliding_window=None,
     soft_cap=None,
 ):
     """Causal GQA attention of each query token over its own sequence's paged context -> [T, Hq, D]."""
     args = (q, k_pages, v_pages, block_tables, context_lens, query_start_loc)
-    options = dict(sm_scale=sm_scale, sliding_window=sliding_window, soft_cap=soft_cap)
+    options = dict(layer=layer, sm_scale=sm_scale, sliding_window=sliding_window, soft_cap=soft_cap)
     if attention_backend() == "reference":
         return reference_attention(*args, **options)
     return pallas_attention(*args, **options, interpret=jax.default_backend() != "gpu")

@@ -28,8 +28,10 @@ Design (cf. vLLM's unified Triton attention, flash-decoding):
   64 for prefill), block_k 64 (32 for head_dim > 128), num_splits doubling until the grid has ~1024
   programs, 4 warps for decode tiles and 8 for prefill tiles. These are reasoned, not yet measured:
   `python -m kernels.paged_attention.bench` on the GPU is where to tune them.
+- The caches may be the whole stacked [L, num_pages, page_size, Hkv, D] pool with a traced `layer`
+  index: the kernel offsets its row numbers by the layer, so no layer slice is ever materialised.
 Limits: head_dim is padded to a power of two (masked loads, so any head_dim works, at the cost of the
-padding); one KV cache layer per call, so a caller holding [L, ...] caches passes a slice.
+padding).
 """
 
 import functools
@@ -62,6 +64,7 @@ class _Tiling(NamedTuple):
     page_size: int
     pages_per_seq: int
     num_splits: int
+    layer_rows: int  # cache rows per layer (num_pages * page_size * Hkv)
     scale_log2: float  # sm_scale * log2(e), or sm_scale / soft_cap when capped
     soft_cap: float | None
     sliding_window: int | None
@@ -132,10 +135,12 @@ def _logits(t: _Tiling, q, k):
 def _attention_kernel(seq_ids_ref, token_start_ref, num_tokens_ref, first_position_ref, kv_start_ref,
                       kv_end_ref,  # [num_blocks] int32 each
                       block_tables_ref,  # [S * pages_per_seq] int32
+                      layer_ref,  # [1] int32
                       q_ref,  # [T * Hq, D]
-                      k_ref, v_ref,  # [num_pages * page_size * Hkv, D]
+                      k_ref, v_ref,  # [L * num_pages * page_size * Hkv, D]
                       *refs, t: _Tiling):
     block, kv_head, split = pl.program_id(0), pl.program_id(1), pl.program_id(2)
+    layer_offset = layer_ref[0] * t.layer_rows
     seq = seq_ids_ref[block]
     q_rows, row_valid, row_position = _row_layout(
         t, token_start_ref[block], num_tokens_ref[block], first_position_ref[block], kv_head)
@@ -149,7 +154,8 @@ def _attention_kernel(seq_ids_ref, token_start_ref, num_tokens_ref, first_positi
         key_valid = key_position < end
         page = plgpu.load(block_tables_ref.at[seq * t.pages_per_seq + lax.div(key_position, t.page_size)],
                           mask=key_valid, other=0)
-        kv_rows = (page * t.page_size + lax.rem(key_position, t.page_size)) * t.num_kv_heads + kv_head
+        slot = page * t.page_size + lax.rem(key_position, t.page_size)
+        kv_rows = layer_offset + slot * t.num_kv_heads + kv_head
         k = _load_rows(k_ref, kv_rows, key_valid, t.head_dim_pad).astype(q.dtype)
         v = _load_rows(v_ref, kv_rows, key_valid, t.head_dim_pad).astype(q.dtype)
         visible = key_valid[None, :] & (key_position[None, :] <= row_position[:, None])
@@ -177,6 +183,10 @@ def _attention_kernel(seq_ids_ref, token_start_ref, num_tokens_ref, first_positi
         row_sum_ref[...] = row_sum
 
 
+def _layer_index(layer):
+    return jnp.reshape(jnp.asarray(0 if layer is None else layer, jnp.int32), (1,))
+
+
 def _merge_splits(o, m, row_sum):
     """Flash-decoding combine of N splits: o [B, Hkv, N, R, D], m (log2), row_sum [B, Hkv, N, R]."""
     m_max = jnp.max(m, axis=2, keepdims=True)
@@ -198,7 +208,7 @@ def _gather_tokens(o_blocks, slots, t: _Tiling, q_shape):
 def _tiling(q, k_pages, block_tables, *, sm_scale, sliding_window, soft_cap, block_q, block_k,
             num_splits):
     num_tokens, num_q_heads, head_dim = q.shape
-    _, page_size, num_kv_heads, _ = k_pages.shape
+    num_pages, page_size, num_kv_heads, _ = k_pages.shape[-4:]
     num_seqs, pages_per_seq = block_tables.shape
     if num_q_heads % num_kv_heads:
         raise ValueError(f"{num_q_heads=} is not a multiple of {num_kv_heads=}")
@@ -217,7 +227,8 @@ def _tiling(q, k_pages, block_tables, *, sm_scale, sliding_window, soft_cap, blo
     scale_log2 = scale * LOG2_E if soft_cap is None else scale / soft_cap
     soft_cap = None if soft_cap is None else float(soft_cap)
     return _Tiling(num_kv_heads, head_dim_pad, group, group_pad, block_q, block_k, page_size, pages_per_seq,
-                   num_splits, float(scale_log2), soft_cap, sliding_window), num_blocks
+                   num_splits, num_pages * page_size * num_kv_heads, float(scale_log2), soft_cap,
+                   sliding_window), num_blocks
 
 
 @functools.partial(jax.jit, static_argnames=(
@@ -225,12 +236,13 @@ def _tiling(q, k_pages, block_tables, *, sm_scale, sliding_window, soft_cap, blo
     "num_stages", "interpret"))
 def ragged_paged_attention(
     q,  # [T, Hq, D]
-    k_pages,  # [num_pages, page_size, Hkv, D]
-    v_pages,  # [num_pages, page_size, Hkv, D]
+    k_pages,  # [num_pages, page_size, Hkv, D], or [L, ...] with `layer`
+    v_pages,  # like k_pages
     block_tables,  # [S, pages_per_seq] int32
     context_lens,  # [S] int32, context length including this step's tokens
     query_start_loc,  # [S + 1] int32
     *,
+    layer=None,  # int32 scalar: which layer of stacked [L, ...] caches to read
     sm_scale=None,
     sliding_window=None,
     soft_cap=None,
@@ -264,7 +276,7 @@ def ragged_paged_attention(
             num_warps=num_warps or default_num_warps(t.rows, t.head_dim_pad), num_stages=num_stages),
         interpret=interpret,
         name="ragged_paged_attention",
-    )(*blocks, block_tables.reshape(-1).astype(jnp.int32), q.reshape(-1, head_dim),
+    )(*blocks, block_tables.reshape(-1).astype(jnp.int32), _layer_index(layer), q.reshape(-1, head_dim),
       k_pages.reshape(-1, head_dim), v_pages.reshape(-1, head_dim))
     o = outs[0][:, :, 0] if t.num_splits == 1 else _merge_splits(*outs)
     slots = token_slots(query_start_loc, num_tokens, t.block_q)

@@ -57,6 +57,7 @@ def ragged_paged_attention(
     context_lens,  # [S] int32, context length including this step's tokens
     query_start_loc,  # [S + 1] int32
     *,
+    layer=None,  # with stacked [L, ...] caches: the layer to read
     sm_scale=None,
     sliding_window=None,
     soft_cap=None,
@@ -67,6 +68,8 @@ def ragged_paged_attention(
     Tokens past query_start_loc[-1] (padding) and sequences with no context give zeros.
     Work proceeds in fixed tiles of tokens so a token's result never depends on the batch.
     """
+    if layer is not None:
+        k_pages, v_pages = k_pages[layer], v_pages[layer]
     num_tokens = q.shape[0]
     if sm_scale is None:
         sm_scale = q.shape[-1] ** -0.5
