@@ -17,6 +17,8 @@ def add_arguments(p) -> None:
     p.add_argument("--input-len", type=int, default=128)
     p.add_argument("--output-len", type=int, default=128)
     p.add_argument("--output-json", default=None)
+    p.add_argument("--hbm-tbps", type=float, default=None,
+                   help="memory bandwidth for the roofline (default: known GPUs' HBM, else none)")
 
 
 def random_prompts(num_prompts: int, input_len: int, vocab_size: int, seed: int) -> list[list[int]]:
@@ -62,7 +64,34 @@ def run(args, config: EngineConfig) -> dict:
           f"{100 * result['prepare_inputs_time_share']:.1f}%, jitted step + sampling "
           f"{100 * result['model_step_time_share']:.1f}%, postprocess {100 * result['postprocess_time_share']:.1f}% "
           f"over {s.num_steps} steps")
+    result.update(roofline(engine, args))
+    if result.get("roofline_output_throughput"):
+        print(f"Decode roofline (weights + KV read per step at batch {result['roofline_batch']}): "
+              f"{result['roofline_output_throughput']:.0f} output tok/s; achieved "
+              f"{100 * result['output_throughput'] / result['roofline_output_throughput']:.1f}%")
     if args.output_json:
         with open(args.output_json, "w") as f:
             json.dump(result, f, indent=2)
     return 0
+
+
+HBM_TBPS = {"H100": 3.35, "H200": 4.8, "A100": 2.0}
+
+
+def roofline(engine, args) -> dict:
+    """Output tok/s if every decode step only had to read the weights and the batch's KV once."""
+    import jax
+
+    cfg, runner = engine.model_config, engine.runner
+    weight_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(runner.state))
+    kv_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * runner.k_cache.dtype.itemsize
+    out = {"weight_bytes": int(weight_bytes), "kv_bytes_per_token": int(kv_per_token)}
+    kind = jax.devices()[0].device_kind
+    tbps = args.hbm_tbps or next((v for k, v in HBM_TBPS.items() if k in kind), None)
+    if tbps is None:
+        return out
+    batch = min(engine.config.max_num_seqs, args.num_prompts)
+    mean_context = args.input_len + args.output_len / 2
+    step_bytes = weight_bytes + batch * mean_context * kv_per_token
+    out.update(hbm_tbps=tbps, roofline_batch=batch, roofline_output_throughput=batch * tbps * 1e12 / step_bytes)
+    return out
