@@ -144,6 +144,10 @@ class LLMEngine:
         bad = next((t for t in prompt_token_ids if not (isinstance(t, int) and 0 <= t < vocab)), None)
         if bad is not None:
             raise RequestValidationError(f"token id {bad} is outside the vocabulary [0, {vocab})", param="prompt")
+        if params.max_tokens is not None and params.max_tokens < 1:
+            raise RequestValidationError("max_tokens must be at least 1", param="max_tokens")
+        if params.n < 1:
+            raise RequestValidationError("n must be at least 1", param="n")
         wanted = n + (params.max_tokens if params.max_tokens is not None else 1)
         if n >= self.max_model_len or wanted > self.max_model_len:
             raise ContextLengthExceeded(

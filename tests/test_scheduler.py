@@ -86,3 +86,14 @@ def test_n_samples_share_the_prompt_blocks(tiny_llama_path):
     out = run_to_completion(engine)
     assert sorted(out) == ["multi", "multi#1", "multi#2"]
     assert engine.block_manager.num_free_blocks == engine.block_manager.num_blocks
+
+
+def test_dummy_load_format_builds_random_weights_from_a_config(tiny_llama_path):
+    from jax_engine.engine import build_llm_engine
+    from tests.engine_utils import small_engine_config
+
+    engine = build_llm_engine(small_engine_config(model=tiny_llama_path, load_format="dummy"))
+    assert engine.tokenizer is None and engine.model_config.vocab_size == 320
+    engine.add_request("d", prompt(0, 5), SamplingParams(temperature=0.0, max_tokens=3, ignore_eos=True))
+    out = run_to_completion(engine)["d"]
+    assert len(out) == 3 and all(0 <= t < 320 for t in out)
