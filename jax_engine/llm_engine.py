@@ -21,6 +21,7 @@ from jax_engine.request import Request, RequestStatus
 from jax_engine.sampling_params import SamplingParams
 from jax_engine.scheduler import Scheduler, SchedulerOutput
 from jax_engine.stop_checker import StopChecker
+from jax_engine.structured_output import StructuredOutputManager
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class LLMEngine:
         self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
                                    self.max_model_len)
+        self.structured_output = (StructuredOutputManager(tokenizer, model_config.vocab_size, self.eos_token_ids)
+                                  if tokenizer is not None else None)
         self.states: dict[str, RequestState] = {}
         self.stats = StepStats()
         self.children: dict[str, list[str]] = {}
@@ -130,6 +133,8 @@ class LLMEngine:
             req = Request(child_id, list(prompt_token_ids), params, priority=priority, seed=seed % 2**32,
                           parent_id=request_id if params.n > 1 else None, index=index, max_tokens=max_tokens,
                           eos_token_ids=self.eos_token_ids)
+            if params.structured_output is not None:
+                req.grammar = self.structured_output.grammar(params.structured_output)
             detok = (IncrementalDetokenizer(self.tokenizer, req.prompt_token_ids, params.skip_special_tokens)
                      if self.tokenizer is not None else None)
             stop_checker = StopChecker(params.stop, params.include_stop_str_in_output)
@@ -161,6 +166,15 @@ class LLMEngine:
             if any(not (0 <= t < vocab) for t in ids):
                 raise RequestValidationError(f"{name} contains token ids outside the vocabulary [0, {vocab})",
                                              param=name)
+        if params.structured_output is not None:
+            self._validate_structured_output(params)
+
+    def _validate_structured_output(self, params: SamplingParams) -> None:
+        """Compiles the grammar, cached, so that the caller's thread pays for it, not the engine's."""
+        if self.structured_output is None:
+            raise RequestValidationError("structured output needs a tokenizer; this model has none",
+                                         param="response_format")
+        self.structured_output.compile(params.structured_output)
 
     def abort_request(self, request_id: str) -> list[RequestOutput]:
         outputs = []
@@ -168,6 +182,7 @@ class LLMEngine:
             state = self.states.pop(child_id, None)
             if state is not None:
                 self.scheduler.finish(state.request)
+                state.request.grammar = None
                 outputs.append(self._output(state, [], "", None, "abort"))
         return outputs
 
@@ -210,9 +225,14 @@ class LLMEngine:
     def _advance(self, state: RequestState, token_id: int, logprobs) -> RequestOutput:
         req, params = state.request, state.request.sampling_params
         finish, stop_reason = self._check_token_stop(req, token_id)
+        hide = finish == "stop" and not params.include_stop_str_in_output
+        if req.grammar is not None and finish != "stop":
+            if not req.grammar.accept_token(token_id):
+                return self._grammar_failure(state, token_id)
+            if req.grammar.is_terminated:
+                finish, stop_reason = "stop", None
         text = ""
         if state.detokenizer is not None:
-            hide = finish == "stop" and not params.include_stop_str_in_output
             piece = state.detokenizer.step([token_id]) if not hide else ""
             if finish:
                 piece += state.detokenizer.flush()
@@ -224,6 +244,15 @@ class LLMEngine:
         if finish:
             self._finish(state)
         return self._output(state, [token_id], text, [logprobs] if logprobs else None, finish, stop_reason)
+
+    def _grammar_failure(self, state: RequestState, token_id: int) -> RequestOutput:
+        """The mask forbids this; reaching here is a bug, so fail the request rather than emit invalid output."""
+        message = f"token {token_id} violates the request's grammar: {state.request.grammar.error}"
+        logger.error("request %s: %s", state.request.request_id, message)
+        self._finish(state)
+        out = self._output(state, [], "", None, "error")
+        out.error = message
+        return out
 
     def _check_token_stop(self, req: Request, token_id: int) -> tuple[str | None, int | None]:
         params = req.sampling_params
@@ -239,6 +268,7 @@ class LLMEngine:
     def _finish(self, state: RequestState) -> None:
         req = state.request
         self.scheduler.finish(req)
+        req.grammar = None
         del self.states[req.request_id]
         parent = req.parent_id or req.request_id
         siblings = self.children.get(parent)

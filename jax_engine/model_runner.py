@@ -18,6 +18,8 @@ from jax_engine.models.llama import AttentionMetadata, LlamaForCausalLM
 from jax_engine.sampler import SamplerFlags, SamplingMetadata, sample
 from jax_engine.sampling_params import MAX_LOGPROBS
 from jax_engine.scheduler import SchedulerOutput
+from jax_engine.structured_output import grammar_bitmask
+from jax_engine.structured_output.bitmask import allow_all
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class ModelRunner:
         self._logits = jax.jit(self._logits_impl)
         self._prompt_logprobs = jax.jit(self._prompt_logprobs_impl)
         self.prepare_s = 0.0  # host time building inputs, part of each execute
+        self.grammar_s = 0.0  # host time computing grammar bitmasks, overlapped with the device step
 
     # ---- jitted bodies -------------------------------------------------------------------
     def _forward_impl(self, state, k_cache, v_cache, token_ids, positions, md, logits_indices):
@@ -119,13 +122,23 @@ class ModelRunner:
         logits, hidden, self.k_cache, self.v_cache = self._forward(
             self.state, self.k_cache, self.v_cache, batch.token_ids, batch.positions, batch.md,
             batch.logits_indices)
-        prompt_logprobs = self._collect_prompt_logprobs(out, hidden)
         samplers = [(i, s.request) for i, s in enumerate(out.scheduled) if s.samples]
-        sampled = self._sample(logits, samplers, batch.num_seqs) if samplers else {}
+        bitmask = self._grammar_bitmask(samplers, batch.num_seqs)  # the forward is dispatched, not done
+        prompt_logprobs = self._collect_prompt_logprobs(out, hidden)
+        sampled = self._sample(logits, samplers, batch.num_seqs, bitmask) if samplers else {}
         return ModelRunnerOutput(sampled, prompt_logprobs)
 
-    def _sample(self, logits, samplers, num_seqs) -> dict:
-        md, flags = sampling_metadata(samplers, num_seqs, self.config.vocab_size)
+    def _grammar_bitmask(self, samplers, num_seqs: int) -> np.ndarray | None:
+        rows = [(i, req.grammar) for i, req in samplers if req.grammar is not None]
+        if not rows:
+            return None
+        t0 = time.perf_counter()
+        bitmask = grammar_bitmask(rows, num_seqs, self.config.vocab_size)
+        self.grammar_s += time.perf_counter() - t0
+        return bitmask
+
+    def _sample(self, logits, samplers, num_seqs, bitmask=None) -> dict:
+        md, flags = sampling_metadata(samplers, num_seqs, self.config.vocab_size, bitmask)
         ids, chosen, top_ids, top_lp = jax.device_get(sample(logits, md, flags))
         result = {}
         for i, req in samplers:
@@ -170,15 +183,19 @@ class ModelRunner:
                 self.state, self.k_cache, self.v_cache, np.zeros(num_tokens, np.int32),
                 np.zeros(num_tokens, np.int32), md, np.zeros(num_seqs, np.int32))
             if width == self.page_buckets[0]:
-                smd, _ = sampling_metadata([], num_seqs, self.config.vocab_size)
-                for flags in (SamplerFlags(), SamplerFlags(all_greedy=False)):
-                    jax.block_until_ready(sample(logits, smd, flags))
+                for bitmask in (None, allow_all(num_seqs, self.config.vocab_size)):
+                    smd, _ = sampling_metadata([], num_seqs, self.config.vocab_size, bitmask)
+                    for all_greedy in (True, False):
+                        flags = SamplerFlags(all_greedy, grammar=bitmask is not None)
+                        jax.block_until_ready(sample(logits, smd, flags))
         jax.block_until_ready(self.k_cache)
         return time.perf_counter() - start
 
 
-def sampling_metadata(samplers, num_seqs: int, vocab_size: int) -> tuple[SamplingMetadata, SamplerFlags]:
-    """Per-row sampling arrays for the requests that sample this step; other rows are greedy padding."""
+def sampling_metadata(samplers, num_seqs: int, vocab_size: int,
+                      grammar_bitmask: np.ndarray | None = None) -> tuple[SamplingMetadata, SamplerFlags]:
+    """Per-row sampling arrays for the requests that sample this step; other rows are greedy padding.
+    grammar_bitmask: [num_seqs, ceil(V/32)] for steps where some request has a grammar, else None."""
     temperature = np.zeros(num_seqs, np.float32)
     top_k = np.zeros(num_seqs, np.int32)
     top_p = np.ones(num_seqs, np.float32)
@@ -204,6 +221,7 @@ def sampling_metadata(samplers, num_seqs: int, vocab_size: int) -> tuple[Samplin
         logit_bias=bool(biases),
         filters=any(p.needs_filters for p in params),
         logprobs=any(p.logprobs is not None for p in params),
+        grammar=grammar_bitmask is not None,
     )
     bias_ids = bias_values = prompt_ids = output_ids = None
     if flags.logit_bias:
@@ -212,7 +230,7 @@ def sampling_metadata(samplers, num_seqs: int, vocab_size: int) -> tuple[Samplin
         prompt_ids = pad_rows({i: r.prompt_token_ids for i, r in samplers}, num_seqs)
         output_ids = pad_rows({i: r.output_token_ids for i, r in samplers}, num_seqs)
     md = SamplingMetadata(temperature, top_k, top_p, min_p, seeds, steps, presence, frequency, repetition,
-                          bias_ids, bias_values, prompt_ids, output_ids)
+                          bias_ids, bias_values, prompt_ids, output_ids, grammar_bitmask)
     return md, flags
 
 

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from jax_engine.sampling_params import SamplingParams
+from jax_engine.structured_output.grammar import Grammar
 
 _arrival = itertools.count()
 
@@ -39,6 +40,7 @@ class Request:
     max_tokens: int = 0  # resolved by the engine from max_tokens and the context limit
     eos_token_ids: tuple[int, ...] = ()
     prompt_logprobs: list = field(default_factory=list)  # TokenLogprobs of prompt tokens 1..n-1
+    grammar: Grammar | None = None  # set for structured output; follows output_token_ids
 
     @property
     def num_prompt_tokens(self) -> int:

@@ -31,6 +31,7 @@ class SamplingMetadata:
     bias_values: jax.Array | None  # [S, K] f32
     prompt_ids: jax.Array | None  # [S, P] i32, -1 = padding
     output_ids: jax.Array | None  # [S, O] i32, -1 = padding
+    grammar_bitmask: jax.Array | None = None  # [S, ceil(V/32)] i32, bit j of word w allows token 32w+j
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class SamplerFlags:
     logit_bias: bool = False
     filters: bool = False
     logprobs: bool = False
+    grammar: bool = False
 
 
 def token_counts(ids, vocab_size):
@@ -76,6 +78,13 @@ def apply_filters(logits, md: SamplingMetadata):
     return jnp.where(logits >= cut, logits, -jnp.inf)
 
 
+def apply_grammar_bitmask(logits, bitmask):
+    """Tokens whose bit is clear get -inf; all-ones rows (no grammar) pass through unchanged."""
+    bits = (bitmask[:, :, None] >> jnp.arange(32, dtype=jnp.int32)) & 1
+    allowed = bits.reshape(bitmask.shape[0], -1)[:, :logits.shape[-1]] != 0
+    return jnp.where(allowed, logits, -jnp.inf)
+
+
 def gumbel_noise(seeds, steps, vocab):
     keys = jax.vmap(lambda s, t: jax.random.fold_in(jax.random.key(s), t))(seeds, steps)
     return jax.vmap(lambda k: jax.random.gumbel(k, (vocab,), jnp.float32))(keys)
@@ -91,6 +100,8 @@ def sample(logits, md: SamplingMetadata, flags: SamplerFlags):
     if flags.logit_bias:
         rows = jnp.arange(x.shape[0])[:, None]
         x = x.at[rows, md.bias_ids].add(md.bias_values, mode="drop")
+    if flags.grammar:
+        x = apply_grammar_bitmask(x, md.grammar_bitmask)
     ids = jnp.argmax(x, axis=-1).astype(jnp.int32)
     if not flags.all_greedy:
         t = jnp.where(md.temperature > 0, md.temperature, 1.0)[:, None]

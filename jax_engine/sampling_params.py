@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from jax_engine.structured_output.params import StructuredOutputParams
+
 MAX_LOGPROBS = 20
 
 
@@ -28,6 +30,7 @@ class SamplingParams:
     prompt_logprobs: int | None = None
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
+    structured_output: StructuredOutputParams | None = None  # the output must match this grammar
 
     def __post_init__(self):
         if isinstance(self.stop, str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -10,6 +11,7 @@ import numpy as np
 from jax_engine.config import EngineConfig
 from jax_engine.engine import build_llm_engine
 from jax_engine.sampling_params import SamplingParams
+from jax_engine.structured_output import StructuredOutputParams
 
 
 def add_arguments(p) -> None:
@@ -19,6 +21,8 @@ def add_arguments(p) -> None:
     p.add_argument("--output-json", default=None)
     p.add_argument("--hbm-tbps", type=float, default=None,
                    help="memory bandwidth for the roofline (default: known GPUs' HBM, else none)")
+    p.add_argument("--json-schema", default=None, metavar="PATH",
+                   help="then rerun the same prompts with every output constrained to this JSON schema")
 
 
 def random_prompts(num_prompts: int, input_len: int, vocab_size: int, seed: int) -> list[list[int]]:
@@ -34,13 +38,7 @@ def run(args, config: EngineConfig) -> dict:
     engine = build_llm_engine(config)
     prompts = random_prompts(args.num_prompts, args.input_len, engine.model_config.vocab_size, args.seed)
     params = SamplingParams(temperature=0.0, max_tokens=args.output_len, ignore_eos=True)
-    start = time.perf_counter()
-    for i, prompt in enumerate(prompts):
-        engine.add_request(str(i), prompt, params)
-    num_output = 0
-    while engine.has_unfinished_requests():
-        num_output += sum(len(o.new_token_ids) for o in engine.step())
-    elapsed = time.perf_counter() - start
+    num_output, elapsed = generate(engine, prompts, params)
     s = engine.stats
     result = {
         "elapsed_time": elapsed,
@@ -69,10 +67,40 @@ def run(args, config: EngineConfig) -> dict:
         print(f"Decode roofline (weights + KV read per step at batch {result['roofline_batch']}): "
               f"{result['roofline_output_throughput']:.0f} output tok/s; achieved "
               f"{100 * result['output_throughput'] / result['roofline_output_throughput']:.1f}%")
+    if args.json_schema:
+        result.update(json_schema_run(engine, prompts, params, args.json_schema, result["output_throughput"]))
     if args.output_json:
         with open(args.output_json, "w") as f:
             json.dump(result, f, indent=2)
     return 0
+
+
+def generate(engine, prompts: list[list[int]], params: SamplingParams) -> tuple[int, float]:
+    """(output tokens, seconds) for the prompts run to completion together."""
+    start = time.perf_counter()
+    for i, prompt in enumerate(prompts):
+        engine.add_request(str(i), prompt, params)
+    num_output = 0
+    while engine.has_unfinished_requests():
+        num_output += sum(len(o.new_token_ids) for o in engine.step())
+    return num_output, time.perf_counter() - start
+
+
+def json_schema_run(engine, prompts, params: SamplingParams, path: str, plain_throughput: float) -> dict:
+    """The same workload with a json_schema constraint. Pick a schema long enough to fill --output-len,
+    or the grammar ends outputs early and the two runs generate different token counts."""
+    with open(path) as f:
+        schema = json.load(f)
+    constrained = dataclasses.replace(params, structured_output=StructuredOutputParams(json=schema))
+    engine.block_manager.reset_prefix_cache()
+    mask_s = engine.runner.grammar_s
+    num_output, elapsed = generate(engine, prompts, constrained)
+    out = {"json_schema_num_output_tokens": num_output, "json_schema_output_throughput": num_output / elapsed,
+           "json_schema_grammar_mask_time_share": (engine.runner.grammar_s - mask_s) / elapsed}
+    print(f"With json_schema: {out['json_schema_output_throughput']:.2f} output tokens/s "
+          f"({100 * out['json_schema_output_throughput'] / plain_throughput:.1f}% of unconstrained, "
+          f"{num_output} tokens; grammar masks {100 * out['json_schema_grammar_mask_time_share']:.1f}% of the time)")
+    return out
 
 
 HBM_TBPS = {"H100": 3.35, "H200": 4.8, "A100": 2.0}

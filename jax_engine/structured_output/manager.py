@@ -1,0 +1,79 @@
+"""Compiles output constraints into llguidance matchers, once per distinct constraint, and hands each
+request its own copy."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import llguidance
+
+from jax_engine.errors import RequestValidationError
+from jax_engine.structured_output.grammar import Grammar
+from jax_engine.structured_output.params import StructuredOutputParams
+from jax_engine.structured_output.vocabulary import ll_tokenizer
+
+# Fixed separators, no free whitespace: a small model given free whitespace can emit newlines until
+# max_tokens. ", " and ": " are the layout models see most (Python's json.dumps).
+JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+_LIMITS = llguidance.LLParserLimits(verbose_errors=False)
+_WHAT = {"json": "the JSON schema", "json_object": "the JSON grammar", "grammar": "the grammar",
+         "regex": "the regex", "choice": "the choice"}
+
+
+class StructuredOutputManager:
+    """Thread-safe: the engine validates in the caller's thread (where compile cost belongs) and builds
+    matchers on the engine thread from the cached prototypes."""
+
+    def __init__(self, tokenizer, vocab_size: int, eos_token_ids: Sequence[int], cache_size: int = 256):
+        self._tokenizer = tokenizer
+        self._vocab_size = vocab_size
+        self._eos_token_ids = list(eos_token_ids)
+        self._ll_tokenizer: llguidance.LLTokenizer | None = None
+        self._cache: OrderedDict[tuple[str, str], llguidance.LLMatcher] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    @property
+    def ll_tokenizer(self) -> llguidance.LLTokenizer:
+        with self._lock:
+            if self._ll_tokenizer is None:
+                self._ll_tokenizer = ll_tokenizer(self._tokenizer, self._vocab_size, self._eos_token_ids)
+            return self._ll_tokenizer
+
+    def compile(self, params: StructuredOutputParams) -> llguidance.LLMatcher:
+        """The matcher in its start state; raises RequestValidationError naming what cannot be enforced."""
+        key = params.key
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        matcher = llguidance.LLMatcher(self.ll_tokenizer, grammar_text(params), limits=_LIMITS, log_level=0)
+        if matcher.is_error():
+            raise RequestValidationError(f"{_WHAT[key[0]]} cannot be enforced: {matcher.get_error().strip()}",
+                                         param="response_format")
+        with self._lock:
+            self._cache[key] = matcher
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return matcher
+
+    def grammar(self, params: StructuredOutputParams) -> Grammar:
+        return Grammar(self.compile(params).deep_copy())
+
+
+def grammar_text(params: StructuredOutputParams) -> str:
+    """llguidance's grammar definition for the constraint."""
+    if params.json is not None or params.json_object:
+        schema = {"type": "object"} if params.json_object else params.json
+        try:
+            return llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
+        except ValueError as e:
+            raise RequestValidationError(f"the JSON schema is not valid JSON: {e}", param="response_format") from e
+    if params.grammar is not None:
+        return llguidance.LLMatcher.grammar_from_lark(params.grammar)
+    if params.regex is not None:
+        return llguidance.LLMatcher.grammar_from_regex(params.regex)
+    return llguidance.LLMatcher.grammar_from_lark("start: " + " | ".join(json.dumps(c) for c in params.choice))
