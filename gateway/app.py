@@ -1,0 +1,69 @@
+"""The aiohttp application: routes, middlewares, and the engine's lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from gateway import cors, middlewares, routes_chat, routes_completions, routes_models, routes_ops, routes_tokenize
+from gateway.metrics import Metrics
+from gateway.model_slot import ModelSlot
+from gateway.server_config import ServerConfig
+from gateway.state import METRICS, MODEL_SLOT, REQUEST_ID, SERVER_CONFIG
+
+
+def create_app(engine, config: ServerConfig) -> web.Application:
+    """`engine`: an AsyncEngine (the caller owns it), or a zero-argument factory that builds one; the
+    factory runs in a thread after start-up so /health can answer 503 while the model loads and warms up."""
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[
+            middlewares.request_id_and_access_log,
+            middlewares.openai_errors_middleware,
+            cors.cors_preflight,
+            middlewares.api_key_middleware,
+        ],
+    )
+    app[SERVER_CONFIG] = config
+    metrics = Metrics(config.served_model_name, lambda: slot.core)
+    slot = ModelSlot(config.model_names, metrics)
+    app[MODEL_SLOT] = slot
+    app[METRICS] = metrics
+    app.cleanup_ctx.append(_engine_lifetime(engine))
+    app.on_response_prepare.append(_common_headers)
+    _add_routes(app)
+    return app
+
+
+def _add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", routes_ops.health)
+    app.router.add_get("/metrics", routes_ops.metrics)
+    app.router.add_get("/version", routes_ops.version)
+    app.router.add_post("/tokenize", routes_tokenize.tokenize)
+    app.router.add_post("/detokenize", routes_tokenize.detokenize)
+    app.router.add_get("/v1/models", routes_models.list_models)
+    app.router.add_get("/v1/models/{model:.+}", routes_models.retrieve_model)
+    app.router.add_post("/v1/completions", routes_completions.create_completion)
+    app.router.add_post("/v1/chat/completions", routes_chat.create_chat_completion)
+
+
+def _engine_lifetime(engine) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        slot = app[MODEL_SLOT]
+        loading = asyncio.ensure_future(slot.load(engine))
+        yield
+        if not loading.done():
+            loading.cancel()
+        await asyncio.gather(loading, return_exceptions=True)
+        await slot.shutdown()
+
+    return lifetime
+
+
+async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers[middlewares.REQUEST_ID_HEADER] = request_id
+    cors.add_cors_headers(request, response)

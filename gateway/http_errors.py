@@ -1,0 +1,46 @@
+"""OpenAI error bodies as aiohttp responses, and the engine's exceptions in OpenAI's terms."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from compat import OpenAIError
+from compat import errors as openai_errors
+from jax_engine.errors import EngineError, QueueFull, RequestValidationError
+
+RETRY_AFTER_SECONDS = 1
+
+
+def error_response(error: OpenAIError, retry_after: int = RETRY_AFTER_SECONDS) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if error.status in (429, 503) else None
+    return web.Response(status=error.status, body=orjson.dumps(error.to_dict()),
+                        content_type="application/json", headers=headers)
+
+
+def from_http_exception(exc: web.HTTPException, request: web.Request, max_body_bytes: int) -> OpenAIError:
+    """aiohttp's own refusals (no route, wrong method, body too large) in OpenAI's error shape."""
+    if exc.status == 404:
+        return openai_errors.route_not_found(request.method, request.path)
+    if exc.status == 405:
+        return openai_errors.method_not_allowed(request.method, request.path)
+    if exc.status == 413:
+        return openai_errors.body_too_large(max_body_bytes)
+    return OpenAIError(exc.status, exc.reason, openai_errors.INVALID_REQUEST if exc.status < 500
+                       else openai_errors.SERVER_ERROR)
+
+
+def from_engine_error(exc: Exception, prompt_param: str) -> OpenAIError:
+    """An engine exception raised at admission or while generating.
+
+    `prompt_param` is the request field that holds the prompt ("messages" or "prompt"): the engine's
+    context-length and token-id checks name "prompt" or "messages" without knowing the endpoint.
+    """
+    if isinstance(exc, RequestValidationError):
+        param = prompt_param if exc.param in ("prompt", "messages") else exc.param
+        return openai_errors.invalid_request(str(exc), param, exc.code)
+    if isinstance(exc, QueueFull):
+        return openai_errors.rate_limited(f"The server's waiting queue is full ({exc}). Please retry shortly.")
+    if isinstance(exc, EngineError):
+        return openai_errors.internal_error(f"The engine failed while serving this request: {exc}")
+    return openai_errors.internal_error()

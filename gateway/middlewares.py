@@ -1,0 +1,87 @@
+"""Request ids with the access log, OpenAI-shaped errors, and API keys."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+import time
+import uuid
+
+from aiohttp import web
+
+from compat import OpenAIError
+from compat import errors as openai_errors
+from gateway.http_errors import error_response, from_http_exception
+from gateway.state import REQUEST_ID, SERVER_CONFIG, USAGE
+
+logger = logging.getLogger("gateway")
+access_logger = logging.getLogger("gateway.access")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,256}")  # printable ASCII: safe to echo and to log
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the response was complete
+
+
+@web.middleware
+async def request_id_and_access_log(request: web.Request, handler) -> web.StreamResponse:
+    """Take the client's X-Request-Id or make one; log one line per request when it is over."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    request[REQUEST_ID] = given if _CLIENT_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except asyncio.CancelledError:
+        status = CLIENT_CLOSED_REQUEST
+        raise
+    finally:
+        _log_access(request, status, time.perf_counter() - start)
+
+
+def _log_access(request: web.Request, status: int, seconds: float) -> None:
+    usage = request.get(USAGE)
+    tokens = (f" prompt_tokens={usage.get('prompt_tokens', 0)} completion_tokens={usage.get('completion_tokens', 0)}"
+              if usage else "")
+    access_logger.info('%s "%s %s" %d%s %.1fms request_id=%s', request.remote, request.method, request.path_qs,
+                       status, tokens, 1000 * seconds, request[REQUEST_ID])
+
+
+@web.middleware
+async def openai_errors_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Every failure leaves as OpenAI's error JSON; a 500 is logged with the request id, never detailed."""
+    try:
+        return await handler(request)
+    except OpenAIError as e:
+        return error_response(e)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return error_response(from_http_exception(e, request, request.app[SERVER_CONFIG].max_body_bytes))
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        logger.exception("internal error in %s %s (request_id=%s)", request.method, request.path,
+                         request[REQUEST_ID])
+        return error_response(openai_errors.internal_error(
+            f"The server had an error while processing your request (request id {request[REQUEST_ID]})."))
+
+
+@web.middleware
+async def api_key_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Bearer keys on /v1/* only (health and metrics stay open), compared in constant time."""
+    api_key = request.app[SERVER_CONFIG].api_key
+    if api_key and _protected(request):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise openai_errors.invalid_api_key(provided=False)
+        if not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+            raise openai_errors.invalid_api_key()
+    return await handler(request)
+
+
+def _protected(request: web.Request) -> bool:
+    return (request.path == "/v1" or request.path.startswith("/v1/")) and request.method != "OPTIONS"

@@ -1,0 +1,80 @@
+"""The served model, built in a thread while the HTTP server already answers (/health says 503 until then)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+
+from compat import errors as openai_errors
+from gateway.metrics import Metrics
+from gateway.serving_model import ServingModel
+
+logger = logging.getLogger(__name__)
+
+
+class ModelSlot:
+    def __init__(self, names: tuple[str, ...], metrics: Metrics):
+        self.names = names
+        self.metrics = metrics
+        self.model: ServingModel | None = None
+        self.error: BaseException | None = None
+        self.owns_engine = False
+        self.settled = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None and self.model.engine.error is None
+
+    @property
+    def core(self):
+        """The LLMEngine once loaded, for metrics."""
+        return None if self.model is None else self.model.core
+
+    def get(self) -> ServingModel:
+        if self.model is None:
+            raise openai_errors.service_unavailable("The model is still loading; retry shortly.")
+        return self.model
+
+    async def load(self, engine_or_factory) -> None:
+        """Take a built AsyncEngine, or build one with a zero-argument factory (owned, shut down at exit)."""
+        try:
+            engine = engine_or_factory
+            if callable(engine_or_factory):
+                self.owns_engine = True
+                engine = await _in_daemon_thread(engine_or_factory)
+            engine.start()
+            self.model = ServingModel(engine, self.names, self.metrics)
+            logger.info("model %s ready (max_model_len %d)", self.model.name, self.model.max_model_len)
+        except Exception as e:
+            logger.exception("loading the model failed")
+            self.error = e
+        finally:
+            self.settled.set()
+
+    async def shutdown(self) -> None:
+        if self.model is not None and self.owns_engine:
+            await asyncio.to_thread(self.model.engine.shutdown)
+
+
+async def _in_daemon_thread(fn: Callable):
+    """Like asyncio.to_thread, but a daemon thread: a SIGTERM during a long load need not wait for it."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(setter, value) -> None:
+        if not future.done():
+            setter(value)
+
+    def target() -> None:
+        try:
+            outcome = (future.set_result, fn())
+        except BaseException as e:
+            outcome = (future.set_exception, e)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=target, name="engine-loader", daemon=True).start()
+    return await future

@@ -1,0 +1,131 @@
+"""POST /v1/chat/completions."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import orjson
+from aiohttp import web
+
+from compat import (
+    ChatChoiceData,
+    ChatRequest,
+    OpenAIError,
+    chat_chunk,
+    chat_response,
+    chat_usage_chunk,
+    content_delta,
+    parse_chat_request,
+    role_delta,
+)
+from gateway.body import read_json
+from gateway.request_stream import RequestStream, wire_finish_reason
+from gateway.serving_model import ServingModel
+from gateway.sse import EventStream
+from gateway.state import REQUEST_ID, USAGE, serving_model
+from gateway.usage_counter import UsageCounter
+from jax_engine.outputs import RequestOutput
+
+logger = logging.getLogger(__name__)
+
+
+async def create_chat_completion(request: web.Request) -> web.StreamResponse:
+    model = serving_model(request)
+    body = await read_json(request)
+    chat = parse_chat_request(body)
+    model.check_model(chat.model)
+    if chat.ignored_fields:
+        logger.debug("request %s: ignoring unknown fields %s", request[REQUEST_ID], chat.ignored_fields)
+    prompt_ids = model.chat_prompt_ids(chat)
+    params, priority = model.sampling_params(chat.sampling, body, len(prompt_ids), "messages")
+    stream = await model.admit(prompt_ids, params, priority, "messages")
+    call = ChatCall(model, chat, f"chatcmpl-{uuid.uuid4().hex}", int(time.time()))
+    try:
+        if chat.stream:
+            return await call.stream(request, stream)
+        return await call.respond(stream)
+    finally:
+        await stream.aclose()
+        request[USAGE] = call.usage.usage()
+
+
+@dataclass
+class _Choice:
+    text: list[str] = field(default_factory=list)
+    logprobs: list = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+class ChatCall:
+    def __init__(self, model: ServingModel, chat: ChatRequest, response_id: str, created: int):
+        self.model = model
+        self.chat = chat
+        self.response_id = response_id
+        self.created = created
+        self.usage = UsageCounter()
+        self.echo = _echo_text(chat)
+
+    def _logprobs(self, out: RequestOutput) -> list | None:
+        if not self.chat.logprobs:
+            return None
+        return self.model.logprobs.chat(out.new_logprobs or (), self.chat.top_logprobs)
+
+    async def respond(self, stream: RequestStream) -> web.Response:
+        choices = [_Choice(text=[self.echo]) for _ in range(self.chat.n)]
+        async for out in stream:
+            self.usage.add(0, out)
+            choice = choices[out.index]
+            choice.text.append(out.new_text)
+            choice.logprobs.extend(self._logprobs(out) or ())
+            choice.finish_reason = wire_finish_reason(out) or choice.finish_reason
+        data = [ChatChoiceData(i, "".join(c.text), c.finish_reason or "stop",
+                               c.logprobs if self.chat.logprobs else None) for i, c in enumerate(choices)]
+        body = chat_response(self.response_id, self.model.name, self.created, data, self.usage.usage())
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def stream(self, request: web.Request, stream: RequestStream) -> web.StreamResponse:
+        events = await EventStream.open(request)
+        try:
+            await events.send_many([self._chunk(i, role_delta()) for i in range(self.chat.n)])
+            if self.echo:
+                await events.send_many([self._chunk(i, content_delta(self.echo)) for i in range(self.chat.n)])
+            async for out in stream:
+                self.usage.add(0, out)
+                chunk = self._output_chunk(out)
+                if chunk is not None:
+                    await events.send(chunk)
+            if self.chat.include_usage:
+                await events.send(chat_usage_chunk(self.response_id, self.model.name, self.created,
+                                                   self.usage.usage()))
+            await events.close()
+        except OpenAIError as e:
+            logger.error("request %s failed mid-stream: %s", request[REQUEST_ID], e.message)
+            await events.send_error(e)
+        except ConnectionResetError:
+            logger.info("request %s: client disconnected", request[REQUEST_ID])
+        return events.response
+
+    def _output_chunk(self, out: RequestOutput) -> dict | None:
+        logprobs = self._logprobs(out)
+        finish_reason = wire_finish_reason(out)
+        if not out.new_text and not logprobs and finish_reason is None:
+            return None  # a token that completes no character yet
+        delta = content_delta(out.new_text) if out.new_text or finish_reason is None else {}
+        return self._chunk(out.index, delta, finish_reason, logprobs)
+
+    def _chunk(self, index: int, delta: dict, finish_reason: str | None = None,
+               logprobs: list | None = None) -> dict:
+        running = self.usage.usage() if self.chat.continuous_usage_stats else None
+        return chat_chunk(self.response_id, self.model.name, self.created, index, delta, finish_reason, logprobs,
+                          usage_null=self.chat.include_usage, usage=running)
+
+
+def _echo_text(chat: ChatRequest) -> str:
+    """vLLM's `echo`: a final assistant message (being continued) is repeated at the start of the reply."""
+    last = chat.messages[-1]
+    if chat.echo and last.get("role") == "assistant" and isinstance(last.get("content"), str):
+        return last["content"]
+    return ""

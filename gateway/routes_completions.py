@@ -1,0 +1,162 @@
+"""POST /v1/completions."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+import orjson
+from aiohttp import web
+
+from compat import (
+    CompletionChoiceData,
+    CompletionRequest,
+    OpenAIError,
+    completion_chunk,
+    completion_response,
+    completion_usage_chunk,
+    parse_completion_request,
+)
+from gateway.body import read_json
+from gateway.request_stream import RequestStream, merged, wire_finish_reason
+from gateway.serving_model import ServingModel
+from gateway.sse import EventStream
+from gateway.state import REQUEST_ID, USAGE, serving_model
+from gateway.usage_counter import UsageCounter
+from jax_engine.outputs import RequestOutput
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    token_ids: list[int]
+    text: str  # what `echo` repeats
+
+
+async def create_completion(request: web.Request) -> web.StreamResponse:
+    model = serving_model(request)
+    body = await read_json(request)
+    completion = parse_completion_request(body)
+    model.check_model(completion.model)
+    if completion.ignored_fields:
+        logger.debug("request %s: ignoring unknown fields %s", request[REQUEST_ID], completion.ignored_fields)
+    prompts = [_prompt(model, p, _param(completion, i)) for i, p in enumerate(completion.prompts)]
+    # max_tokens 0 (with echo): the engine generates at least one token, which is dropped.
+    echo_only = completion.sampling["max_tokens"] == 0
+    sampling = {**completion.sampling, "max_tokens": 1} if echo_only else completion.sampling
+    admissions = [(p.token_ids, *model.sampling_params(sampling, body, len(p.token_ids), "prompt"))
+                  for p in prompts]
+    streams = await model.admit_all(admissions, "prompt")
+    call = CompletionCall(model, completion, prompts, echo_only)
+    try:
+        if completion.stream:
+            return await call.stream(request, streams)
+        return await call.respond(streams)
+    finally:
+        for stream in streams:
+            await stream.aclose()
+        request[USAGE] = call.usage.usage()
+
+
+def _param(completion: CompletionRequest, i: int) -> str:
+    return "prompt" if len(completion.prompts) == 1 else f"prompt[{i}]"
+
+
+def _prompt(model: ServingModel, prompt: str | list[int], param: str) -> Prompt:
+    if isinstance(prompt, str):
+        return Prompt(model.encode(prompt, param=param), prompt)
+    model.check_token_ids(prompt, param)
+    return Prompt(prompt, model.decode(prompt, skip_special_tokens=False))
+
+
+@dataclass
+class _Choice:
+    text: list[str] = field(default_factory=list)
+    logprobs: list = field(default_factory=list)
+    finish_reason: str | None = None
+    text_sent: int = 0  # streaming: length of the text sent so far (logprobs text_offset)
+    started: bool = False
+
+
+class CompletionCall:
+    def __init__(self, model: ServingModel, completion: CompletionRequest, prompts: list[Prompt],
+                 echo_only: bool):
+        self.model = model
+        self.completion = completion
+        self.prompts = prompts
+        self.echo_only = echo_only
+        self.n = completion.n
+        self.response_id = f"cmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.usage = UsageCounter(count_completion=not echo_only)
+        self.choices = [_Choice() for _ in range(len(prompts) * self.n)]
+        self.want_logprobs = completion.sampling["logprobs"] is not None
+
+    def _advance(self, position: int, out: RequestOutput) -> tuple[int, str, list | None]:
+        """Record an output; returns its choice index, the new text and the new logprob positions."""
+        self.usage.add(position, out)
+        index = position * self.n + out.index
+        choice = self.choices[index]
+        text, logprobs = "", [] if self.want_logprobs else None
+        if not choice.started:
+            choice.started = True
+            text, logprobs = self._echo(position, out)
+        if not self.echo_only:
+            text += out.new_text
+            if self.want_logprobs:
+                logprobs += self.model.logprobs.completion(out.new_logprobs or ())
+        choice.finish_reason = wire_finish_reason(out) or choice.finish_reason
+        return index, text, logprobs
+
+    def _echo(self, position: int, out: RequestOutput) -> tuple[str, list | None]:
+        if not self.completion.echo:
+            return "", [] if self.want_logprobs else None
+        prompt = self.prompts[position]
+        if not self.want_logprobs:
+            return prompt.text, None
+        return prompt.text, self.model.logprobs.prompt(prompt.token_ids, out.prompt_logprobs)
+
+    async def respond(self, streams: list[RequestStream]) -> web.Response:
+        async with aclosing(merged(streams)) as outputs:
+            async for position, out in outputs:
+                index, text, logprobs = self._advance(position, out)
+                self.choices[index].text.append(text)
+                self.choices[index].logprobs.extend(logprobs or ())
+        data = [CompletionChoiceData(i, "".join(c.text), c.finish_reason or "stop",
+                                     c.logprobs if self.want_logprobs else None)
+                for i, c in enumerate(self.choices)]
+        body = completion_response(self.response_id, self.model.name, self.created, data, self.usage.usage())
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def stream(self, request: web.Request, streams: list[RequestStream]) -> web.StreamResponse:
+        events = await EventStream.open(request)
+        try:
+            async with aclosing(merged(streams)) as outputs:
+                async for position, out in outputs:
+                    chunk = self._chunk(*self._advance(position, out), wire_finish_reason(out))
+                    if chunk is not None:
+                        await events.send(chunk)
+            if self.completion.include_usage:
+                await events.send(completion_usage_chunk(self.response_id, self.model.name, self.created,
+                                                         self.usage.usage()))
+            await events.close()
+        except OpenAIError as e:
+            logger.error("request %s failed mid-stream: %s", request[REQUEST_ID], e.message)
+            await events.send_error(e)
+        except ConnectionResetError:
+            logger.info("request %s: client disconnected", request[REQUEST_ID])
+        return events.response
+
+    def _chunk(self, index: int, text: str, logprobs: list | None, finish_reason: str | None) -> dict | None:
+        if not text and not logprobs and finish_reason is None:
+            return None
+        choice = self.choices[index]
+        data = CompletionChoiceData(index, text, finish_reason, logprobs, text_offset=choice.text_sent)
+        choice.text_sent += len(text)
+        running = self.usage.usage() if self.completion.continuous_usage_stats else None
+        return completion_chunk(self.response_id, self.model.name, self.created, data,
+                                usage_null=self.completion.include_usage, usage=running)

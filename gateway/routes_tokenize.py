@@ -1,0 +1,46 @@
+"""POST /tokenize and POST /detokenize, in vLLM's shapes."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from compat import errors as openai_errors
+from compat import fields, parse_chat_request
+from gateway.body import read_json
+from gateway.state import serving_model
+
+
+def _json(body: dict) -> web.Response:
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def tokenize(request: web.Request) -> web.Response:
+    """{"prompt": text} or {"messages": [...]} (rendered by the chat template) -> token ids."""
+    model = serving_model(request)
+    body = await read_json(request)
+    model.check_model(fields.string(body.get("model"), "model"))
+    add_special_tokens = fields.boolean(body.get("add_special_tokens"), "add_special_tokens")
+    if body.get("messages") is not None:
+        text = model.chat_prompt_text(parse_chat_request(body))
+        ids = model.encode(text, add_special_tokens=bool(add_special_tokens), param="messages")
+    else:
+        prompt = fields.required_string(body, "prompt", "prompt")
+        ids = model.encode(prompt, add_special_tokens=add_special_tokens is not False)
+    token_strs = None
+    if fields.boolean(body.get("return_token_strs"), "return_token_strs"):
+        token_strs = [model.logprobs.token(i) for i in ids]
+    return _json({"count": len(ids), "max_model_len": model.max_model_len, "tokens": ids, "token_strs": token_strs})
+
+
+async def detokenize(request: web.Request) -> web.Response:
+    model = serving_model(request)
+    body = await read_json(request)
+    model.check_model(fields.string(body.get("model"), "model"))
+    tokens = fields.array(fields.required(body, "tokens"), "tokens")
+    for i, token_id in enumerate(tokens):
+        if fields.integer(token_id, f"tokens[{i}]", 0) is None:
+            raise openai_errors.invalid_type(f"tokens[{i}]", "an integer", token_id)
+    model.check_token_ids(tokens, "tokens")
+    model.require_tokenizer("tokens")
+    return _json({"prompt": model.decode(tokens)})

@@ -1,0 +1,22 @@
+"""Typed keys for what the app and each request carry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.metrics import Metrics
+from gateway.model_slot import ModelSlot
+from gateway.server_config import ServerConfig
+from gateway.serving_model import ServingModel
+
+SERVER_CONFIG = web.AppKey("server_config", ServerConfig)
+MODEL_SLOT = web.AppKey("model_slot", ModelSlot)
+METRICS = web.AppKey("metrics", Metrics)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+USAGE = web.RequestKey("usage", dict)  # token counts for the access log
+
+
+def serving_model(request: web.Request) -> ServingModel:
+    """The model, or a 503 while it loads."""
+    return request.app[MODEL_SLOT].get()
