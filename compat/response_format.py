@@ -26,6 +26,16 @@ class ResponseFormat:
     def is_structured(self) -> bool:
         return self.type != "text"
 
+    @property
+    def schema(self) -> dict | None:
+        """The JSON Schema the output must follow: any object for json_object, any JSON for a json_schema
+        without a schema, None for text."""
+        if self.type == "json_object":
+            return {"type": "object"}
+        if self.type == "json_schema":
+            return self.json_schema.schema if self.json_schema.schema is not None else {}
+        return None
+
 
 def parse_response_format(value: object) -> ResponseFormat | None:
     response_format = fields.obj(value, "response_format")
