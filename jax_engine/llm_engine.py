@@ -97,6 +97,8 @@ class LLMEngine:
         self.children: dict[str, list[str]] = {}
         self.rng = random.Random(config.seed)
         self.warmup_seconds = self.runner.warmup() if config.warmup else 0.0
+        if config.warmup and self.structured_output is not None:
+            self.structured_output.warmup()
         logger.info("KV cache: %d blocks of %d tokens (%.2f GiB); max_model_len %d; warmup %.1f s",
                     num_blocks, config.block_size, num_blocks * bytes_per_block / 2**30, self.max_model_len,
                     self.warmup_seconds)
