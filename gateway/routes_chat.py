@@ -111,8 +111,8 @@ class ChatCall:
     def _output_chunk(self, out: RequestOutput) -> dict | None:
         logprobs = self._logprobs(out)
         finish_reason = wire_finish_reason(out)
-        if not out.new_text and not logprobs and finish_reason is None:
-            return None  # a token that completes no character yet
+        if not out.new_text and not logprobs and finish_reason is None and self.model.tokenizer is not None:
+            return None  # a token that completes no character yet (without a tokenizer, every token is sent)
         delta = content_delta(out.new_text) if out.new_text or finish_reason is None else {}
         return self._chunk(out.index, delta, finish_reason, logprobs)
 

@@ -152,8 +152,8 @@ class CompletionCall:
         return events.response
 
     def _chunk(self, index: int, text: str, logprobs: list | None, finish_reason: str | None) -> dict | None:
-        if not text and not logprobs and finish_reason is None:
-            return None
+        if not text and not logprobs and finish_reason is None and self.model.tokenizer is not None:
+            return None  # a token that completes no character yet (without a tokenizer, every token is sent)
         choice = self.choices[index]
         data = CompletionChoiceData(index, text, finish_reason, logprobs, text_offset=choice.text_sent)
         choice.text_sent += len(text)

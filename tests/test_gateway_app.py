@@ -326,6 +326,10 @@ async def test_dummy_weights_serve_token_id_prompts_only(tiny_llama_path):
             validate(body, "CreateCompletionResponse")
             assert body["usage"]["completion_tokens"] == 2
             assert all(t.startswith("token_id:") for t in body["choices"][0]["logprobs"]["tokens"])
+            stream = await client.post("/v1/completions", json={"prompt": [5, 6, 7], "max_tokens": 3,
+                                                                 "ignore_eos": True, "stream": True})
+            events = (await stream.text()).removesuffix("\n\n").split("\n\n")
+            assert len(events) == 3 + 1  # one chunk per token though none has text, then [DONE]
             text = await error_of(await client.post("/v1/completions", json=COMPLETION), 400)
             assert text["param"] == "prompt" and "token ids" in text["message"]
             chat = await error_of(await client.post("/v1/chat/completions",

@@ -15,8 +15,8 @@ class RequestResult:
     error: str = ""
     prompt_tokens: int = 0
     output_tokens: int = 0
-    ttft: float = 0.0  # seconds from sending to the first chunk with text
-    itl: list[float] = field(default_factory=list)  # gaps between later chunks with text
+    ttft: float = 0.0  # seconds from sending to the first chunk with output
+    itl: list[float] = field(default_factory=list)  # gaps between later chunks with output
     latency: float = 0.0  # seconds from sending to the end of the stream
     status: int = 0
     error_body: dict | None = None
@@ -57,7 +57,7 @@ async def send(session: aiohttp.ClientSession, endpoint: Endpoint, body: dict) -
                     result.error = str(chunk["error"])
                     return result
                 now = time.perf_counter()
-                if _has_text(chunk, endpoint.chat):
+                if _has_token(chunk, endpoint.chat):
                     if result.ttft == 0.0:
                         result.ttft = now - start
                     else:
@@ -70,7 +70,7 @@ async def send(session: aiohttp.ClientSession, endpoint: Endpoint, body: dict) -
         result.latency = time.perf_counter() - start
         result.success = result.ttft > 0.0
         if not result.success:
-            result.error = "the stream carried no text"
+            result.error = "the stream carried no output"
     except (aiohttp.ClientError, TimeoutError, ValueError) as e:
         result.error = f"{type(e).__name__}: {e}"
     return result
@@ -84,10 +84,14 @@ async def _events(response: aiohttp.ClientResponse):
             yield line[5:].strip()
 
 
-def _has_text(chunk: dict, chat: bool) -> bool:
+def _has_token(chunk: dict, chat: bool) -> bool:
+    """Whether a chunk carries generated output. Text counts; so does an empty text that is neither the
+    chat role chunk nor a closing chunk (a token that completes no character yet, or a server without a
+    tokenizer)."""
     for choice in chunk.get("choices") or ():
-        text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
-        if text:
+        delta = choice.get("delta") or {}
+        text = delta.get("content") if chat else choice.get("text")
+        if text or (text == "" and choice.get("finish_reason") is None and "role" not in delta):
             return True
     return False
 
