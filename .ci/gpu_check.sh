@@ -3,7 +3,7 @@
 # Packages missing there travel as wheels in .whl/ (git-ignored). Prepare them here, once:
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#     -d .whl gguf orjson pytest-asyncio jsonschema jsonschema-specifications referencing rpds-py
+#     -d .whl gguf orjson llguidance pytest-asyncio jsonschema jsonschema-specifications referencing rpds-py
 # then run this script with .whl carried. The default model's GGUF (98 MB) cannot travel, so the
 # small-model throughput uses its shape with random weights (--load-format dummy --model smollm2-135m).
 # Writes logs and JSON to ${OUT:-/tmp/gpu_check}. Budget: under 8 minutes.

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from compat import OpenAIError
 from compat import errors as openai_errors
-from jax_engine.errors import EngineError, QueueFull, RequestValidationError
+from jax_engine.errors import EngineError, EngineShutdown, QueueFull, RequestValidationError
 
 RETRY_AFTER_SECONDS = 1
 
@@ -41,6 +41,8 @@ def from_engine_error(exc: Exception, prompt_param: str) -> OpenAIError:
         return openai_errors.invalid_request(str(exc), param, exc.code)
     if isinstance(exc, QueueFull):
         return openai_errors.rate_limited(f"The server's waiting queue is full ({exc}). Please retry shortly.")
+    if isinstance(exc, EngineShutdown):
+        return openai_errors.service_unavailable("The server is shutting down. Please retry on another instance.")
     if isinstance(exc, EngineError):
         return openai_errors.internal_error(f"The engine failed while serving this request: {exc}")
     return openai_errors.internal_error()

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from jax_engine.config import EngineConfig
-from jax_engine.errors import EngineError, QueueFull
+from jax_engine.errors import EngineError, EngineShutdown, QueueFull
 from jax_engine.llm_engine import LLMEngine
 from jax_engine.outputs import RequestOutput
 from jax_engine.sampling_params import SamplingParams
@@ -69,6 +69,7 @@ class AsyncEngine:
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
         self._started = False
+        self._stopped = False
 
     @classmethod
     def from_config(cls, config: EngineConfig, max_waiting: int | None = None) -> AsyncEngine:
@@ -88,6 +89,7 @@ class AsyncEngine:
             self._thread.start()
 
     def shutdown(self, timeout: float = 5.0) -> None:
+        self._stopped = True
         self._commands.put(_STOP)
         if self._started:
             self._thread.join(timeout)
@@ -98,6 +100,8 @@ class AsyncEngine:
         """Incremental outputs of every sample of the request until all have finished."""
         if self.error is not None:
             raise EngineError(f"the engine has failed: {self.error}")
+        if self._stopped:
+            raise EngineShutdown("the engine is shutting down")
         self.core.validate(prompt_token_ids, params)
         if self.max_waiting is not None and self.core.num_waiting + self._pending_adds >= self.max_waiting:
             raise QueueFull(f"{self.max_waiting} requests are already waiting")
@@ -147,7 +151,7 @@ class AsyncEngine:
                 return True
             block = False
             if cmd is _STOP:
-                self._broadcast(EngineError("the engine is shutting down"))
+                self._broadcast(EngineShutdown("the engine is shutting down"))
                 return False
             if isinstance(cmd, _Add):
                 self._add(cmd)

@@ -5,6 +5,10 @@ class EngineError(RuntimeError):
     """The engine failed (or is shutting down); the request did not complete."""
 
 
+class EngineShutdown(EngineError):
+    """The engine is stopping and takes no more work."""
+
+
 class RequestValidationError(ValueError):
     """A request rejected at admission. `param` names the offending field when known."""
 

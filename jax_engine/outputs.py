@@ -14,7 +14,7 @@ class RequestOutput:
     new_token_ids: list[int] = field(default_factory=list)
     new_text: str = ""
     new_logprobs: list[TokenLogprobs] | None = None
-    prompt_token_ids: list[int] | None = None  # set on the first output of index 0
+    prompt_token_ids: list[int] | None = None  # set on each sample's first output
     prompt_logprobs: list[TokenLogprobs | None] | None = None  # first entry None, like vLLM
     finished: bool = False
     finish_reason: str | None = None  # stop | length | abort | error

@@ -107,3 +107,11 @@ async def test_prompt_logprobs_match_transformers(engine):
         assert pl[i].token_id == prompt[i]
         assert abs(pl[i].logprob - ref[i - 1, prompt[i]]) < 1e-4
         assert [t for t, _ in pl[i].top] == np.argsort(-ref[i - 1])[:3].tolist()
+
+
+async def test_shutdown_refuses_new_requests_with_engine_shutdown(engine):
+    from jax_engine.errors import EngineShutdown
+
+    engine.shutdown()
+    with pytest.raises(EngineShutdown):
+        await collect(engine, "late", [5, 6], SamplingParams(max_tokens=2))
