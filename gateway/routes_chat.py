@@ -21,11 +21,13 @@ from compat import (
     parse_chat_request,
     role_delta,
 )
+from compat.tool_parser import ToolCallParser, parse_tool_calls
 from gateway.body import read_json
 from gateway.request_stream import RequestStream, wire_finish_reason
 from gateway.serving_model import ServingModel
 from gateway.sse import EventStream
 from gateway.state import REQUEST_ID, USAGE, serving_model
+from gateway.structured_output import blame_tools, chat_constraint, offers_tools
 from gateway.usage_counter import UsageCounter
 from jax_engine.outputs import RequestOutput
 
@@ -35,13 +37,17 @@ logger = logging.getLogger(__name__)
 async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     model = serving_model(request)
     body = await read_json(request)
-    chat = parse_chat_request(body)
+    chat = parse_chat_request(body, allow_structured_output=True, allow_tools=True)
     model.check_model(chat.model)
     if chat.ignored_fields:
         logger.debug("request %s: ignoring unknown fields %s", request[REQUEST_ID], chat.ignored_fields)
     prompt_ids = model.chat_prompt_ids(chat)
     params, priority = model.sampling_params(chat.sampling, body, len(prompt_ids), "messages")
-    stream = await model.admit(prompt_ids, params, priority, "messages")
+    params.structured_output = chat_constraint(chat)
+    try:
+        stream = await model.admit(prompt_ids, params, priority, "messages")
+    except OpenAIError as e:
+        raise blame_tools(e, params.structured_output) from e
     call = ChatCall(model, chat, f"chatcmpl-{uuid.uuid4().hex}", int(time.time()))
     try:
         if chat.stream:
@@ -67,6 +73,9 @@ class ChatCall:
         self.created = created
         self.usage = UsageCounter()
         self.echo = _echo_text(chat)
+        self.tool_names = [tool.name for tool in chat.tools] if offers_tools(chat) else None
+        self.tool_parsers = ([ToolCallParser(self.tool_names, chat.parallel_tool_calls) for _ in range(chat.n)]
+                             if self.tool_names is not None else None)
 
     def _logprobs(self, out: RequestOutput) -> list | None:
         if not self.chat.logprobs:
@@ -81,10 +90,17 @@ class ChatCall:
             choice.text.append(out.new_text)
             choice.logprobs.extend(self._logprobs(out) or ())
             choice.finish_reason = wire_finish_reason(out) or choice.finish_reason
-        data = [ChatChoiceData(i, "".join(c.text), c.finish_reason or "stop",
-                               c.logprobs if self.chat.logprobs else None) for i, c in enumerate(choices)]
+        data = [self._choice_data(i, c) for i, c in enumerate(choices)]
         body = chat_response(self.response_id, self.model.name, self.created, data, self.usage.usage())
         return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    def _choice_data(self, index: int, choice: _Choice) -> ChatChoiceData:
+        text, finish_reason = "".join(choice.text), choice.finish_reason or "stop"
+        logprobs = choice.logprobs if self.chat.logprobs else None
+        if self.tool_names is None:
+            return ChatChoiceData(index, text, finish_reason, logprobs)
+        content, calls = parse_tool_calls(text, self.tool_names, self.chat.parallel_tool_calls)
+        return ChatChoiceData(index, content, _with_tool_calls(finish_reason, calls), logprobs, calls)
 
     async def stream(self, request: web.Request, stream: RequestStream) -> web.StreamResponse:
         events = await EventStream.open(request)
@@ -94,9 +110,9 @@ class ChatCall:
                 await events.send_many([self._chunk(i, content_delta(self.echo)) for i in range(self.chat.n)])
             async for out in stream:
                 self.usage.add(0, out)
-                chunk = self._output_chunk(out)
-                if chunk is not None:
-                    await events.send(chunk)
+                chunks = self._tool_chunks(out) if self.tool_parsers is not None else self._output_chunks(out)
+                if chunks:
+                    await events.send_many(chunks)
             if self.chat.include_usage:
                 await events.send(chat_usage_chunk(self.response_id, self.model.name, self.created,
                                                    self.usage.usage()))
@@ -108,19 +124,40 @@ class ChatCall:
             logger.info("request %s: client disconnected", request[REQUEST_ID])
         return events.response
 
-    def _output_chunk(self, out: RequestOutput) -> dict | None:
+    def _output_chunks(self, out: RequestOutput) -> list[dict]:
         logprobs = self._logprobs(out)
         finish_reason = wire_finish_reason(out)
         if not out.new_text and not logprobs and finish_reason is None and self.model.tokenizer is not None:
-            return None  # a token that completes no character yet (without a tokenizer, every token is sent)
+            return []  # a token that completes no character yet (without a tokenizer, every token is sent)
         delta = content_delta(out.new_text) if out.new_text or finish_reason is None else {}
-        return self._chunk(out.index, delta, finish_reason, logprobs)
+        return [self._chunk(out.index, delta, finish_reason, logprobs)]
+
+    def _tool_chunks(self, out: RequestOutput) -> list[dict]:
+        """The tool parser's content and tool_calls deltas; this output's logprobs ride on the first, and the
+        finish_reason comes last on an empty delta, as OpenAI sends it."""
+        parser = self.tool_parsers[out.index]
+        deltas = parser.feed(out.new_text)
+        finish_reason = wire_finish_reason(out)
+        if finish_reason is not None:
+            deltas += parser.finish()
+            finish_reason = _with_tool_calls(finish_reason, parser.calls)
+        logprobs = self._logprobs(out)
+        if logprobs and not deltas:
+            deltas = [{}]
+        chunks = [self._chunk(out.index, delta, None, logprobs if i == 0 else None) for i, delta in enumerate(deltas)]
+        if finish_reason is not None:
+            chunks.append(self._chunk(out.index, {}, finish_reason))
+        return chunks
 
     def _chunk(self, index: int, delta: dict, finish_reason: str | None = None,
                logprobs: list | None = None) -> dict:
         running = self.usage.usage() if self.chat.continuous_usage_stats else None
         return chat_chunk(self.response_id, self.model.name, self.created, index, delta, finish_reason, logprobs,
                           usage_null=self.chat.include_usage, usage=running)
+
+
+def _with_tool_calls(finish_reason: str, calls) -> str:
+    return "tool_calls" if calls and finish_reason == "stop" else finish_reason
 
 
 def _echo_text(chat: ChatRequest) -> str:

@@ -22,7 +22,7 @@ async def tokenize(request: web.Request) -> web.Response:
     model.check_model(fields.string(body.get("model"), "model"))
     add_special_tokens = fields.boolean(body.get("add_special_tokens"), "add_special_tokens")
     if body.get("messages") is not None:
-        text = model.chat_prompt_text(parse_chat_request(body))
+        text = model.chat_prompt_text(parse_chat_request(body, allow_structured_output=True, allow_tools=True))
         ids = model.encode(text, add_special_tokens=bool(add_special_tokens), param="messages")
     else:
         prompt = fields.required_string(body, "prompt", "prompt")

@@ -11,6 +11,7 @@ from compat import errors as openai_errors
 from gateway.logprobs import LogprobFormatter
 from gateway.metrics import Metrics
 from gateway.request_stream import RequestStream, admit
+from gateway.structured_output import template_inputs
 from jax_engine.sampling_params import SamplingParams
 
 # generation_config.json fields that fill in what the client did not send (as vLLM does).
@@ -57,9 +58,10 @@ class ServingModel:
 
     def chat_prompt_text(self, chat: ChatRequest) -> str:
         self.require_tokenizer("messages")
+        messages, tools = template_inputs(chat, self.chat_template.source)
         return self.chat_template.render(
-            chat.messages, add_generation_prompt=chat.add_generation_prompt,
-            continue_final_message=chat.continue_final_message, tools=chat.template_tools(),
+            messages, add_generation_prompt=chat.add_generation_prompt,
+            continue_final_message=chat.continue_final_message, tools=tools,
             template_kwargs=chat.chat_template_kwargs)
 
     def chat_prompt_ids(self, chat: ChatRequest) -> list[int]:

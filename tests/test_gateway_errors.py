@@ -32,8 +32,11 @@ BAD_BODIES = [
     (CHAT, chat(max_completion_tokens=2), 400, "max_tokens", "invalid_parameter_combination"),
     (CHAT, chat(max_tokens=600), 400, "messages", "context_length_exceeded"),
     (CHAT, chat(model="gpt-nope"), 404, None, "model_not_found"),
-    (CHAT, chat(tools=[{"type": "function", "function": {"name": "f"}}]), 400, "tools", "unsupported_parameter"),
-    (CHAT, chat(response_format={"type": "json_object"}), 400, "response_format.type", "unsupported_value"),
+    (CHAT, chat(response_format={"type": "json_schema", "json_schema": {
+        "name": "x", "schema": {"type": "object", "if": {"required": ["a"]}}}}), 400, "response_format", None),
+    (CHAT, chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "array", "uniqueItems": True}}}], tool_choice="required"), 400, "tools", None),
+    (CHAT, chat(tool_choice="required"), 400, "tool_choice", "invalid_parameter_combination"),
     (CHAT, chat(logprobs=True, top_logprobs=21), 400, "top_logprobs", "integer_above_max_value"),
     (CHAT, chat(top_logprobs=2), 400, "top_logprobs", "invalid_parameter_combination"),
     (CHAT, chat(logit_bias={"99999": 1}), 400, "logit_bias", None),

@@ -1,0 +1,192 @@
+"""response_format and tools on a real server with the default model, through the official OpenAI SDK (and
+LangChain). jsonschema and pydantic judge the outputs; the stream is checked against the non-stream reply."""
+
+import json
+
+import jsonschema
+import openai
+import pytest
+from pydantic import BaseModel, Field
+
+from jax_engine.loader import default_model_path
+from jax_engine.tokenizer import Tokenizer
+from tests.server_fixture import DEFAULT_MODEL_NAME, post, shared_server, stream_events
+
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 24},
+                   "age": {"type": "integer", "minimum": 0, "maximum": 120},
+                   "role": {"enum": ["admin", "editor", "viewer"]}},
+    "required": ["name", "age", "role"],
+    "additionalProperties": False,
+}
+ORDER = {
+    "type": "object",
+    "properties": {
+        "customer": {"type": "object",
+                     "properties": {"name": {"type": "string", "maxLength": 20},
+                                    "vip": {"type": "boolean"}},
+                     "required": ["name", "vip"], "additionalProperties": False},
+        "lines": {"type": "array", "minItems": 1, "maxItems": 3,
+                  "items": {"type": "object",
+                            "properties": {"sku": {"enum": ["A1", "B2", "C3"]},
+                                           "qty": {"type": "integer", "minimum": 1, "maximum": 5},
+                                           "price": {"type": "number", "minimum": 0.5, "maximum": 99.5}},
+                            "required": ["sku", "qty", "price"], "additionalProperties": False}},
+    },
+    "required": ["customer", "lines"],
+    "additionalProperties": False,
+}
+WEATHER_PARAMS = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 30},
+                   "unit": {"enum": ["celsius", "fahrenheit"]}},
+    "required": ["city", "unit"],
+    "additionalProperties": False,
+}
+TIME_PARAMS = {"type": "object", "properties": {"timezone": {"type": "string", "maxLength": 30}},
+               "required": ["timezone"], "additionalProperties": False}
+TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
+                                      "parameters": WEATHER_PARAMS}},
+    {"type": "function", "function": {"name": "get_time", "description": "Current time in a timezone",
+                                      "parameters": TIME_PARAMS}},
+]
+PARAMS = {"get_weather": WEATHER_PARAMS, "get_time": TIME_PARAMS}
+ASK_WEATHER = [{"role": "user", "content": "What is the weather like in Paris today?"}]
+
+
+class Pet(BaseModel):
+    name: str = Field(max_length=16)
+    species: str = Field(pattern="^(cat|dog|fish)$")
+    legs: int = Field(ge=0, le=4)
+
+
+@pytest.fixture(scope="module")
+def server():
+    return shared_server()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.url("/v1"), api_key="unused", max_retries=0)
+
+
+def create(client, **kw):
+    return client.chat.completions.create(model=DEFAULT_MODEL_NAME, **{"max_tokens": 80, "seed": 5, **kw})
+
+
+def json_schema_format(name, schema):
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+
+
+# ---- response_format ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, schema, ask", [
+    ("person", PERSON, "Invent a user of our website."),
+    ("order", ORDER, "Record an order for two items."),
+])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_json_schema_output_validates(client, name, schema, ask, temperature):
+    reply = create(client, messages=[{"role": "user", "content": ask}], temperature=temperature, max_tokens=200,
+                   response_format=json_schema_format(name, schema))
+    choice = reply.choices[0]
+    assert choice.finish_reason == "stop"
+    jsonschema.validate(json.loads(choice.message.content), schema)
+
+
+def test_sdk_parse_with_a_pydantic_model(client):
+    reply = client.chat.completions.parse(model=DEFAULT_MODEL_NAME, response_format=Pet, max_tokens=60,
+                                          messages=[{"role": "user", "content": "Describe my pet."}])
+    pet = reply.choices[0].message.parsed
+    assert isinstance(pet, Pet) and pet.species in ("cat", "dog", "fish")
+
+
+def test_json_object_is_one_object(client):
+    reply = create(client, messages=[{"role": "user", "content": "Return a JSON object describing a cat."}],
+                   temperature=0, max_tokens=120, response_format={"type": "json_object"})
+    assert reply.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(reply.choices[0].message.content), dict)
+
+
+def test_streamed_json_schema_content_validates(server):
+    events = stream_events(server, "/v1/chat/completions", {
+        "messages": [{"role": "user", "content": "Invent a user."}], "max_tokens": 80, "temperature": 1,
+        "response_format": json_schema_format("person", PERSON)}, "CreateChatCompletionStreamResponse")
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
+    jsonschema.validate(json.loads(text), PERSON)
+    assert events[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+# ---- tools ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tool_choice, expected", [
+    ("required", None),
+    ({"type": "function", "function": {"name": "get_time"}}, "get_time"),
+])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_forced_tool_call_arguments_validate(client, tool_choice, expected, temperature):
+    reply = create(client, messages=ASK_WEATHER, tools=TOOLS, tool_choice=tool_choice, temperature=temperature,
+                   parallel_tool_calls=False)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    [call] = choice.message.tool_calls
+    assert call.type == "function" and call.id.startswith("call_")
+    assert expected in (None, call.function.name)
+    jsonschema.validate(json.loads(call.function.arguments), PARAMS[call.function.name])
+
+
+def test_parallel_calls_each_validate(client):
+    reply = create(client, messages=ASK_WEATHER, tools=TOOLS, tool_choice="required", temperature=0,
+                   max_tokens=120)
+    calls = reply.choices[0].message.tool_calls
+    complete = calls if reply.choices[0].finish_reason == "tool_calls" else calls[:-1]  # max_tokens may cut one
+    assert complete and len({c.id for c in calls}) == len(calls)
+    for call in complete:
+        jsonschema.validate(json.loads(call.function.arguments), PARAMS[call.function.name])
+
+
+def test_streamed_tool_call_reassembles_to_the_non_stream_call(server, client):
+    body = {"messages": ASK_WEATHER, "tools": TOOLS, "tool_choice": "required", "temperature": 0,
+            "max_tokens": 80, "parallel_tool_calls": False}
+    whole = create(client, **body).choices[0].message.tool_calls[0]
+    events = stream_events(server, "/v1/chat/completions", body, "CreateChatCompletionStreamResponse")
+    pieces = [c for e in events for c in e["choices"][0]["delta"].get("tool_calls") or ()]
+    assert pieces[0]["id"].startswith("call_") and pieces[0]["function"]["name"] == whole.function.name
+    assert all(p["index"] == 0 and "id" not in p for p in pieces[1:]) and len(pieces) > 3
+    assert "".join(p["function"].get("arguments", "") for p in pieces) == whole.function.arguments
+    assert events[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}
+
+
+def test_round_trip_tool_result_reaches_the_prompt_and_gets_an_answer(server, client):
+    first = create(client, messages=ASK_WEATHER, tools=TOOLS, temperature=0, parallel_tool_calls=False,
+                   tool_choice={"type": "function", "function": {"name": "get_weather"}}).choices[0].message
+    call = first.tool_calls[0]
+    history = [*ASK_WEATHER, first.model_dump(exclude_none=True),
+               {"role": "tool", "tool_call_id": call.id, "content": "18 degrees and sunny"}]
+    final = create(client, messages=history, tools=TOOLS, tool_choice="none", temperature=0, max_tokens=40)
+    assert final.choices[0].finish_reason in ("stop", "length") and final.choices[0].message.content
+    assert final.choices[0].message.tool_calls is None
+    rendered = post(server, "/tokenize", {"messages": history, "tools": TOOLS}).json()["tokens"]
+    prompt = Tokenizer.from_gguf(default_model_path()).decode(rendered, skip_special_tokens=False)
+    assert f"<tool_call>\n{json.dumps({'name': 'get_weather', 'arguments': json.loads(call.function.arguments)})}" \
+           "\n</tool_call>" in prompt
+    assert "<tool_response>\n18 degrees and sunny\n</tool_response>" in prompt
+
+
+def test_langchain_bind_tools_returns_a_tool_call(server):
+    langchain_openai = pytest.importorskip("langchain_openai")
+    from langchain_core.tools import tool
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Current weather in a city."""
+        return "sunny"
+
+    llm = langchain_openai.ChatOpenAI(base_url=server.url("/v1"), api_key="unused", model=DEFAULT_MODEL_NAME,
+                                      temperature=0, max_tokens=60, max_retries=0)
+    message = llm.bind_tools([get_weather], tool_choice="get_weather").invoke("Weather in Paris?")
+    [call] = message.tool_calls
+    assert call["name"] == "get_weather" and isinstance(call["args"]["city"], str)
