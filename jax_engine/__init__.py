@@ -6,6 +6,7 @@ from jax_engine.errors import ContextLengthExceeded, EngineError, QueueFull, Req
 from jax_engine.loader import load_checkpoint as load_model
 from jax_engine.outputs import RequestOutput
 from jax_engine.sampling_params import SamplingParams
+from jax_engine.structured_output import StructuredOutputParams
 
 __all__ = ["AsyncEngine", "ContextLengthExceeded", "EngineConfig", "EngineError", "ModelConfig", "QueueFull",
-           "RequestOutput", "RequestValidationError", "SamplingParams", "load_model"]
+           "RequestOutput", "RequestValidationError", "SamplingParams", "StructuredOutputParams", "load_model"]
