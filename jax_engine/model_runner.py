@@ -66,6 +66,7 @@ class ModelRunner:
         self.k_cache = jnp.zeros(shape, dtype)
         self.v_cache = jnp.zeros(shape, dtype)
         self._forward = jax.jit(self._forward_impl, donate_argnums=(1, 2))
+        self._compiled_steps: dict[tuple[int, int], object] = {}  # (tokens, block-table width) -> executable
         self._logits = jax.jit(self._logits_impl)
         self._prompt_logprobs = jax.jit(self._prompt_logprobs_impl)
         self.prepare_s = 0.0  # host time building inputs, part of each execute
@@ -119,7 +120,8 @@ class ModelRunner:
         t0 = time.perf_counter()
         batch = self.prepare_inputs(out)
         self.prepare_s += time.perf_counter() - t0
-        logits, hidden, self.k_cache, self.v_cache = self._forward(
+        step = self._compiled_steps.get((len(batch.token_ids), batch.md.block_tables.shape[1]), self._forward)
+        logits, hidden, self.k_cache, self.v_cache = step(
             self.state, self.k_cache, self.v_cache, batch.token_ids, batch.positions, batch.md,
             batch.logits_indices)
         samplers = [(i, s.request) for i, s in enumerate(out.scheduled) if s.samples]
@@ -172,24 +174,27 @@ class ModelRunner:
                 for rid, (a, n, k) in spans.items()}
 
     def warmup(self) -> float:
-        """Compile every (token bucket, page bucket) step and the common samplers."""
+        """Compile (ahead of time, without running) every (token bucket, page bucket) step, and the samplers."""
         start = time.perf_counter()
         shapes = [(t, w) for t in self.token_buckets for w in self.page_buckets]
         for num_tokens, width in tqdm(shapes, desc="Compiling model step", unit="shape"):
             num_seqs = buckets.seqs_for_tokens(num_tokens, self.max_num_seqs)
             md = AttentionMetadata(np.full(num_tokens, -1, np.int32), np.zeros((num_seqs, width), np.int32),
                                    np.zeros(num_seqs, np.int32), np.zeros(num_seqs + 1, np.int32))
-            logits, _, self.k_cache, self.v_cache = self._forward(
-                self.state, self.k_cache, self.v_cache, np.zeros(num_tokens, np.int32),
-                np.zeros(num_tokens, np.int32), md, np.zeros(num_seqs, np.int32))
+            tokens = np.zeros(num_tokens, np.int32)
+            lowered = self._forward.lower(self.state, self.k_cache, self.v_cache, tokens, tokens, md,
+                                          np.zeros(num_seqs, np.int32))
+            self._compiled_steps[(num_tokens, width)] = lowered.compile()
             if width == self.page_buckets[0]:
-                for bitmask in (None, allow_all(num_seqs, self.config.vocab_size)):
-                    smd, _ = sampling_metadata([], num_seqs, self.config.vocab_size, bitmask)
-                    for all_greedy in (True, False):
-                        flags = SamplerFlags(all_greedy, grammar=bitmask is not None)
-                        jax.block_until_ready(sample(logits, smd, flags))
-        jax.block_until_ready(self.k_cache)
+                self._warm_samplers(num_seqs)
         return time.perf_counter() - start
+
+    def _warm_samplers(self, num_seqs: int) -> None:
+        logits = np.zeros((num_seqs, self.config.vocab_size), np.float32)
+        for bitmask in (None, allow_all(num_seqs, self.config.vocab_size)):
+            smd, _ = sampling_metadata([], num_seqs, self.config.vocab_size, bitmask)
+            for all_greedy in (True, False):
+                jax.block_until_ready(sample(logits, smd, SamplerFlags(all_greedy, grammar=bitmask is not None)))
 
 
 def sampling_metadata(samplers, num_seqs: int, vocab_size: int,
