@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from compat import errors, fields, request_fields
+from compat.envelope import chunk_body, response_body
 from compat.logprobs import TokenLogprob, chat_logprobs
 from compat.messages import parse_messages
 from compat.response_format import ResponseFormat, parse_response_format
@@ -185,17 +186,9 @@ def chat_response(
     usage: dict,
     system_fingerprint: str | None = None,
 ) -> dict:
-    response = {
-        "id": request_id,
-        "object": OBJECT,
-        "created": created,
-        "model": model,
-        "choices": [_choice(c) for c in choices],
-        "usage": usage,
-    }
-    if system_fingerprint is not None:
-        response["system_fingerprint"] = system_fingerprint
-    return response
+    return response_body(
+        OBJECT, request_id, model, created, [_choice(c) for c in choices], usage, system_fingerprint
+    )
 
 
 def chat_chunk(
@@ -220,14 +213,14 @@ def chat_chunk(
         "logprobs": None if logprobs is None else chat_logprobs(logprobs),
         "finish_reason": finish_reason,
     }
-    return _chunk(request_id, model, created, [choice], usage, usage_null, system_fingerprint)
+    return chunk_body(CHUNK_OBJECT, request_id, model, created, [choice], usage, usage_null, system_fingerprint)
 
 
 def chat_usage_chunk(
     request_id: str, model: str, created: int, usage: dict, system_fingerprint: str | None = None
 ) -> dict:
     """The last event of a stream with include_usage: usage for the whole request and no choices."""
-    return _chunk(request_id, model, created, [], usage, False, system_fingerprint)
+    return chunk_body(CHUNK_OBJECT, request_id, model, created, [], usage, False, system_fingerprint)
 
 
 def role_delta() -> dict:
@@ -254,15 +247,6 @@ def tool_call_delta(
     if function:
         call["function"] = function
     return {"tool_calls": [call]}
-
-
-def _chunk(request_id, model, created, choices, usage, usage_null, system_fingerprint) -> dict:
-    chunk = {"id": request_id, "object": CHUNK_OBJECT, "created": created, "model": model, "choices": choices}
-    if system_fingerprint is not None:
-        chunk["system_fingerprint"] = system_fingerprint
-    if usage is not None or usage_null:
-        chunk["usage"] = usage
-    return chunk
 
 
 def _choice(choice: ChatChoiceData) -> dict:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from compat import errors, fields, request_fields
+from compat.envelope import chunk_body, response_body
 from compat.logprobs import TokenLogprob, completion_logprobs
 from compat.sampling import parse_sampling
 from compat.stream_options import parse_stream_options
@@ -130,17 +131,9 @@ def completion_response(
     usage: dict,
     system_fingerprint: str | None = None,
 ) -> dict:
-    response = {
-        "id": request_id,
-        "object": OBJECT,
-        "created": created,
-        "model": model,
-        "choices": [_choice(c) for c in choices],
-        "usage": usage,
-    }
-    if system_fingerprint is not None:
-        response["system_fingerprint"] = system_fingerprint
-    return response
+    return response_body(
+        OBJECT, request_id, model, created, [_choice(c) for c in choices], usage, system_fingerprint
+    )
 
 
 def completion_chunk(
@@ -154,29 +147,14 @@ def completion_chunk(
 ) -> dict:
     """One stream event for one choice. `usage_null`: the client asked for include_usage, so the field is
     present and null until the usage chunk; `usage`: running usage (continuous_usage_stats)."""
-    chunk = {
-        "id": request_id,
-        "object": OBJECT,
-        "created": created,
-        "model": model,
-        "choices": [_choice(choice)],
-    }
-    if system_fingerprint is not None:
-        chunk["system_fingerprint"] = system_fingerprint
-    if usage is not None or usage_null:
-        chunk["usage"] = usage
-    return chunk
+    return chunk_body(OBJECT, request_id, model, created, [_choice(choice)], usage, usage_null, system_fingerprint)
 
 
 def completion_usage_chunk(
     request_id: str, model: str, created: int, usage: dict, system_fingerprint: str | None = None
 ) -> dict:
     """The last event of a stream with include_usage: usage for the whole request and no choices."""
-    chunk = {"id": request_id, "object": OBJECT, "created": created, "model": model, "choices": []}
-    if system_fingerprint is not None:
-        chunk["system_fingerprint"] = system_fingerprint
-    chunk["usage"] = usage
-    return chunk
+    return chunk_body(OBJECT, request_id, model, created, [], usage, True, system_fingerprint)
 
 
 def _choice(choice: CompletionChoiceData) -> dict:

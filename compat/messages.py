@@ -8,9 +8,8 @@ Tool-call `arguments` that hold a JSON object are decoded into a dict, as templa
 
 from __future__ import annotations
 
-import json
-
 from compat import errors, fields
+from compat.body import decode_json_text
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 TEXT_PARTS = {
@@ -116,7 +115,7 @@ def _tool_call(call: object, param: str) -> dict:
 
 def _decoded(arguments: str) -> dict | str:
     try:
-        decoded = json.loads(arguments)
+        decoded = decode_json_text(arguments)
     except ValueError:
         return arguments
     return decoded if isinstance(decoded, dict) else arguments

@@ -17,6 +17,8 @@ MAX_STOP_SEQUENCES = 4
 MAX_PROMPT_LOGPROBS = 20
 LOGIT_BIAS_LIMIT = 100.0
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT32_MAX = 2**31 - 1  # the engine's per-row top_k is an int32
+MAX_TOKEN_ID_DIGITS = 18  # a longer logit_bias key is no model's token id (and int() stops at 4300 digits)
 
 
 def parse_sampling(body: dict, max_tokens: int | None, logprobs: int | None) -> dict:
@@ -76,7 +78,7 @@ def _penalty(body: dict, key: str) -> float:
 
 
 def _top_k(value: object) -> int:
-    top_k = fields.integer(value, "top_k")
+    top_k = fields.integer(value, "top_k", maximum=INT32_MAX)
     if top_k is None or top_k in (0, -1):
         return 0
     if top_k < 0:
@@ -142,4 +144,10 @@ def _token_id_key(key: str) -> int:
         raise errors.invalid_value(
             "logit_bias", f"Invalid key in 'logit_bias': {key}. Keys must be token ids."
         )
-    return int(key)
+    digits = key.lstrip("0") or "0"
+    if len(digits) > MAX_TOKEN_ID_DIGITS:
+        raise errors.invalid_value(
+            "logit_bias",
+            f"Invalid key in 'logit_bias': a token id of {len(digits)} digits is outside every vocabulary.",
+        )
+    return int(digits)

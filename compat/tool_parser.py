@@ -9,10 +9,10 @@ exactly what the non-streaming parse returns. Content is stripped of leading and
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Collection
 
+from compat.body import decode_json_text
 from compat.chat import content_delta, tool_call_delta
 from compat.tools import CALL_CLOSE, CALL_OPEN, ToolCall
 
@@ -138,7 +138,7 @@ class CallObject:
 
 def _loads(raw: str):
     try:
-        return json.loads(raw)
+        return decode_json_text(raw)
     except ValueError:
         return None
 

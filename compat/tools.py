@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from compat import errors, fields
+from compat.body import decode_json_text
 
 TOOL_CHOICE_MODES = ("none", "auto", "required")
 # The Hermes/Qwen tool-call format: what the fallback prompt teaches and the forcing grammar emits.
@@ -180,7 +181,7 @@ def _hermes_block(function: dict) -> str:
 
 def _json_or_text(text: str):
     try:
-        return json.loads(text)
+        return decode_json_text(text)
     except ValueError:
         return text
 

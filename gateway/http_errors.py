@@ -18,6 +18,12 @@ def error_response(error: OpenAIError, retry_after: int = RETRY_AFTER_SECONDS) -
                         content_type="application/json", headers=headers)
 
 
+def internal_error(request_id: str) -> OpenAIError:
+    """A fault inside the server: the request id to find it in the log, and no detail."""
+    return openai_errors.internal_error(
+        f"The server had an error while processing your request (request id {request_id}).")
+
+
 def from_http_exception(exc: web.HTTPException, request: web.Request, max_body_bytes: int) -> OpenAIError:
     """aiohttp's own refusals (no route, wrong method, body too large) in OpenAI's error shape."""
     if exc.status == 404:

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from compat import OpenAIError
 from compat import errors as openai_errors
-from gateway.http_errors import error_response, from_http_exception
+from gateway.http_errors import error_response, from_http_exception, internal_error
 from gateway.state import REQUEST_ID, SERVER_CONFIG, USAGE
 
 logger = logging.getLogger("gateway")
@@ -66,8 +66,7 @@ async def openai_errors_middleware(request: web.Request, handler) -> web.StreamR
     except Exception:
         logger.exception("internal error in %s %s (request_id=%s)", request.method, request.path,
                          request[REQUEST_ID])
-        return error_response(openai_errors.internal_error(
-            f"The server had an error while processing your request (request id {request[REQUEST_ID]})."))
+        return error_response(internal_error(request[REQUEST_ID]))
 
 
 @web.middleware

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -25,7 +26,7 @@ from compat.tool_parser import ToolCallParser, parse_tool_calls
 from gateway.body import read_json
 from gateway.request_stream import RequestStream, wire_finish_reason
 from gateway.serving_model import ServingModel
-from gateway.sse import EventStream
+from gateway.sse import stream_events
 from gateway.state import REQUEST_ID, USAGE, serving_model
 from gateway.structured_output import blame_tools, chat_constraint, offers_tools
 from gateway.usage_counter import UsageCounter
@@ -51,7 +52,7 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     call = ChatCall(model, chat, f"chatcmpl-{uuid.uuid4().hex}", int(time.time()))
     try:
         if chat.stream:
-            return await call.stream(request, stream)
+            return await stream_events(request, call.events(stream))
         return await call.respond(stream)
     finally:
         await stream.aclose()
@@ -102,27 +103,16 @@ class ChatCall:
         content, calls = parse_tool_calls(text, self.tool_names, self.chat.parallel_tool_calls)
         return ChatChoiceData(index, content, _with_tool_calls(finish_reason, calls), logprobs, calls)
 
-    async def stream(self, request: web.Request, stream: RequestStream) -> web.StreamResponse:
-        events = await EventStream.open(request)
-        try:
-            await events.send_many([self._chunk(i, role_delta()) for i in range(self.chat.n)])
-            if self.echo:
-                await events.send_many([self._chunk(i, content_delta(self.echo)) for i in range(self.chat.n)])
-            async for out in stream:
-                self.usage.add(0, out)
-                chunks = self._tool_chunks(out) if self.tool_parsers is not None else self._output_chunks(out)
-                if chunks:
-                    await events.send_many(chunks)
-            if self.chat.include_usage:
-                await events.send(chat_usage_chunk(self.response_id, self.model.name, self.created,
-                                                   self.usage.usage()))
-            await events.close()
-        except OpenAIError as e:
-            logger.error("request %s failed mid-stream: %s", request[REQUEST_ID], e.message)
-            await events.send_error(e)
-        except ConnectionResetError:
-            logger.info("request %s: client disconnected", request[REQUEST_ID])
-        return events.response
+    async def events(self, stream: RequestStream) -> AsyncIterator[list[dict]]:
+        """The stream's chunks, a batch per engine output."""
+        yield [self._chunk(i, role_delta()) for i in range(self.chat.n)]
+        if self.echo:
+            yield [self._chunk(i, content_delta(self.echo)) for i in range(self.chat.n)]
+        async for out in stream:
+            self.usage.add(0, out)
+            yield self._tool_chunks(out) if self.tool_parsers is not None else self._output_chunks(out)
+        if self.chat.include_usage:
+            yield [chat_usage_chunk(self.response_id, self.model.name, self.created, self.usage.usage())]
 
     def _output_chunks(self, out: RequestOutput) -> list[dict]:
         logprobs = self._logprobs(out)

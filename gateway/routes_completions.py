@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -14,7 +15,6 @@ from aiohttp import web
 from compat import (
     CompletionChoiceData,
     CompletionRequest,
-    OpenAIError,
     completion_chunk,
     completion_response,
     completion_usage_chunk,
@@ -23,7 +23,7 @@ from compat import (
 from gateway.body import read_json
 from gateway.request_stream import RequestStream, merged, wire_finish_reason
 from gateway.serving_model import ServingModel
-from gateway.sse import EventStream
+from gateway.sse import stream_events
 from gateway.state import REQUEST_ID, USAGE, serving_model
 from gateway.usage_counter import UsageCounter
 from jax_engine.outputs import RequestOutput
@@ -54,7 +54,7 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     call = CompletionCall(model, completion, prompts, echo_only)
     try:
         if completion.stream:
-            return await call.stream(request, streams)
+            return await stream_events(request, call.events(streams))
         return await call.respond(streams)
     finally:
         for stream in streams:
@@ -132,24 +132,15 @@ class CompletionCall:
         body = completion_response(self.response_id, self.model.name, self.created, data, self.usage.usage())
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
-    async def stream(self, request: web.Request, streams: list[RequestStream]) -> web.StreamResponse:
-        events = await EventStream.open(request)
-        try:
-            async with aclosing(merged(streams)) as outputs:
-                async for position, out in outputs:
-                    chunk = self._chunk(*self._advance(position, out), wire_finish_reason(out))
-                    if chunk is not None:
-                        await events.send(chunk)
-            if self.completion.include_usage:
-                await events.send(completion_usage_chunk(self.response_id, self.model.name, self.created,
-                                                         self.usage.usage()))
-            await events.close()
-        except OpenAIError as e:
-            logger.error("request %s failed mid-stream: %s", request[REQUEST_ID], e.message)
-            await events.send_error(e)
-        except ConnectionResetError:
-            logger.info("request %s: client disconnected", request[REQUEST_ID])
-        return events.response
+    async def events(self, streams: list[RequestStream]) -> AsyncIterator[list[dict]]:
+        """The stream's chunks, one per engine output that brings something to send."""
+        async with aclosing(merged(streams)) as outputs:
+            async for position, out in outputs:
+                chunk = self._chunk(*self._advance(position, out), wire_finish_reason(out))
+                if chunk is not None:
+                    yield [chunk]
+        if self.completion.include_usage:
+            yield [completion_usage_chunk(self.response_id, self.model.name, self.created, self.usage.usage())]
 
     def _chunk(self, index: int, text: str, logprobs: list | None, finish_reason: str | None) -> dict | None:
         if not text and not logprobs and finish_reason is None and self.model.tokenizer is not None:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
 import orjson
 from aiohttp import web
 
 from compat import OpenAIError
+from gateway.http_errors import internal_error
+from gateway.state import REQUEST_ID
+
+logger = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
 HEADERS = {
@@ -31,9 +40,6 @@ class EventStream:
         await response.prepare(request)
         return cls(response)
 
-    async def send(self, payload: dict) -> None:
-        await self.response.write(event(payload))
-
     async def send_many(self, payloads: list[dict]) -> None:
         if payloads:
             await self.response.write(b"".join(event(p) for p in payloads))
@@ -46,3 +52,32 @@ class EventStream:
     async def close(self) -> None:
         await self.response.write(DONE)
         await self.response.write_eof()
+
+
+async def stream_events(request: web.Request, batches: AsyncIterator[list[dict]]) -> web.StreamResponse:
+    """Open the stream and send each batch of events as it comes, then [DONE].
+
+    Once the headers are out, a failure can only be told in an event: an OpenAIError (the engine failed the
+    request) is sent as it is, anything else is logged and sent as a bare server error. A client that left
+    ends the stream quietly. `batches` is closed on every way out, so what it holds open is released at once.
+    """
+    events = await EventStream.open(request)
+    try:
+        async with aclosing(batches):
+            async for payloads in batches:
+                await events.send_many(payloads)
+        await events.close()
+    except ConnectionResetError:
+        logger.info("request %s: client disconnected", request[REQUEST_ID])
+    except OpenAIError as e:
+        logger.error("request %s failed mid-stream: %s", request[REQUEST_ID], e.message)
+        await _end_with(events, e)
+    except Exception:
+        logger.exception("internal error mid-stream in %s (request_id=%s)", request.path, request[REQUEST_ID])
+        await _end_with(events, internal_error(request[REQUEST_ID]))
+    return events.response
+
+
+async def _end_with(events: EventStream, error: OpenAIError) -> None:
+    with contextlib.suppress(ConnectionResetError):
+        await events.send_error(error)
