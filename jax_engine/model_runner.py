@@ -213,7 +213,7 @@ def sampling_metadata(samplers, num_seqs: int, vocab_size: int,
     biases = {}
     for i, req in samplers:
         p = req.sampling_params
-        temperature[i], top_k[i], top_p[i], min_p[i] = p.temperature, p.top_k, p.top_p, p.min_p
+        temperature[i], top_k[i], top_p[i], min_p[i] = p.temperature, min(p.top_k, vocab_size), p.top_p, p.min_p
         seeds[i], steps[i] = req.seed, req.num_output_tokens
         presence[i], frequency[i], repetition[i] = p.presence_penalty, p.frequency_penalty, p.repetition_penalty
         bias = request_logit_bias(req)

@@ -122,3 +122,9 @@ def test_penalties_match_numpy_reference(kind):
         exp2 = np.where(seen, np.where(exp2 > 0, exp2 / 1.8, exp2 * 1.8), exp2)
     ids2, *_ = run([SamplingParams(temperature=0.0, **kw)], logits2, outputs={0: output}, prompts={0: prompt})
     assert ids2[0] == exp2.argmax() and ids2[0] != 4
+
+
+def test_top_k_beyond_the_vocabulary_means_no_top_k():
+    logits = random_logits(1, seed=6)
+    ids, *_ = run([SamplingParams(temperature=0.0, top_k=2**40)], logits)
+    assert ids[0] == logits.argmax()
