@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import time
@@ -17,7 +18,7 @@ from jax_engine.detokenizer import IncrementalDetokenizer
 from jax_engine.errors import ContextLengthExceeded, RequestValidationError
 from jax_engine.model_runner import ModelRunner, ModelRunnerOutput, kv_cache_bytes_per_block
 from jax_engine.outputs import RequestOutput
-from jax_engine.request import Request, RequestStatus
+from jax_engine.request import Request
 from jax_engine.sampling_params import SamplingParams
 from jax_engine.scheduler import Scheduler, SchedulerOutput
 from jax_engine.stop_checker import StopChecker
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 CPU_DEFAULT_MAX_MODEL_LEN = 2048
 CPU_DEFAULT_KV_CACHE_GIB = 1.0
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -155,6 +157,12 @@ class LLMEngine:
             raise RequestValidationError("max_tokens must be at least 1", param="max_tokens")
         if params.n < 1:
             raise RequestValidationError("n must be at least 1", param="n")
+        for name in ("temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty"):
+            value = getattr(params, name)
+            if not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+                raise RequestValidationError(f"{name} does not fit a float32", param=name)
+        if params.repetition_penalty <= 0:
+            raise RequestValidationError("repetition_penalty must be positive", param="repetition_penalty")
         wanted = n + (params.max_tokens if params.max_tokens is not None else 1)
         if n >= self.max_model_len or wanted > self.max_model_len:
             raise ContextLengthExceeded(
@@ -314,7 +322,3 @@ class LLMEngine:
     @property
     def kv_cache_usage(self) -> float:
         return self.block_manager.usage
-
-    def request_status(self, child_id: str) -> RequestStatus | None:
-        state = self.states.get(child_id)
-        return state.request.status if state else None

@@ -97,3 +97,12 @@ def test_dummy_load_format_builds_random_weights_from_a_config(tiny_llama_path):
     engine.add_request("d", prompt(0, 5), SamplingParams(temperature=0.0, max_tokens=3, ignore_eos=True))
     out = run_to_completion(engine)["d"]
     assert len(out) == 3 and all(0 <= t < 320 for t in out)
+
+
+@pytest.mark.parametrize("field,value", [("repetition_penalty", 1e39), ("repetition_penalty", 0.0),
+                                         ("temperature", float("nan"))])
+def test_sampling_values_that_cannot_be_represented_are_rejected(tiny_llama_path, field, value):
+    engine = engine_for(tiny_llama_path)
+    with pytest.raises(RequestValidationError) as e:
+        engine.add_request("x", prompt(0, 5), SamplingParams(**{field: value}))
+    assert e.value.param == field
