@@ -19,7 +19,7 @@ from pathlib import Path
 import jsonschema
 
 SCHEMA_FILE = Path(__file__).with_name("openai_schemas.json")
-DEFAULT_SPEC = Path("/work/shared/openai-openapi.json")
+DEFAULT_SPEC = Path(__file__).resolve().parents[2] / "shared" / "openai-openapi.json"  # ../shared beside the repo
 ROOTS = (
     "CreateCompletionResponse",
     "CreateChatCompletionResponse",
