@@ -100,3 +100,12 @@ def test_allocation_failure_changes_nothing():
     assert not bm.allocate_slots(r, 12)
     assert r.block_table == [] and bm.num_free_blocks == 2
     assert r.status is RequestStatus.WAITING
+
+
+def test_token_slice_spans_prompt_and_output_without_copying_the_context():
+    r = Request("s", [1, 2, 3], SamplingParams())
+    r.output_token_ids = [4, 5]
+    all_ids = [1, 2, 3, 4, 5]
+    for start in range(6):
+        for end in range(start, 6):
+            assert r.token_slice(start, end) == all_ids[start:end]
