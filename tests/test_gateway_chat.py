@@ -9,10 +9,8 @@ import numpy as np
 import openai
 import pytest
 
-from jax_engine.loader import default_model_path
-from jax_engine.tokenizer import Tokenizer
 from tests.openai_schema import validate
-from tests.server_fixture import DEFAULT_MODEL_NAME, post_ok, shared_server, stream_events
+from tests.server_fixture import DEFAULT_MODEL_NAME, post_ok, stream_events
 
 GOLDEN = np.load(os.path.join(os.path.dirname(__file__), "golden", "smollm2_golden.npz"))
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
@@ -21,21 +19,6 @@ GREEDY_IDS = GOLDEN["greedy_tokens_1"].tolist()  # "The capital of France is Par
 ANSWER = "The capital of France is Paris."
 LAST_LOGPROBS = GOLDEN["last_logits_1"] - np.logaddexp.reduce(GOLDEN["last_logits_1"].astype(np.float64))
 LOGPROB_ATOL = 1e-2
-
-
-@pytest.fixture(scope="module")
-def server():
-    return shared_server()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return openai.OpenAI(base_url=server.url("/v1"), api_key="unused", max_retries=0)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return Tokenizer.from_gguf(default_model_path())
 
 
 def test_greedy_chat_matches_transformers(client):

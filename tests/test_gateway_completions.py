@@ -9,10 +9,8 @@ import numpy as np
 import openai
 import pytest
 
-from jax_engine.loader import default_model_path
-from jax_engine.tokenizer import Tokenizer
 from tests.openai_schema import validate
-from tests.server_fixture import DEFAULT_MODEL_NAME, post_ok, shared_server, stream_events
+from tests.server_fixture import DEFAULT_MODEL_NAME, post_ok, stream_events
 
 GOLDEN = np.load(os.path.join(os.path.dirname(__file__), "golden", "smollm2_golden.npz"))
 PROMPT_TEXT = str(GOLDEN["text_0"])  # "The capital of France is"
@@ -21,21 +19,6 @@ GREEDY_IDS = GOLDEN["greedy_tokens_0"].tolist()
 GREEDY_TEXT = str(GOLDEN["greedy_text_0"])  # " Paris.\n\nThe answer is:"
 LAST_LOGPROBS = GOLDEN["last_logits_0"] - np.logaddexp.reduce(GOLDEN["last_logits_0"].astype(np.float64))
 LOGPROB_ATOL = 1e-2  # the engine's logits match transformers' within 2e-3
-
-
-@pytest.fixture(scope="module")
-def server():
-    return shared_server()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return openai.OpenAI(base_url=server.url("/v1"), api_key="unused", max_retries=0)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return Tokenizer.from_gguf(default_model_path())
 
 
 def test_greedy_completion_matches_transformers(client):

@@ -4,13 +4,12 @@ LangChain). jsonschema and pydantic judge the outputs; the stream is checked aga
 import json
 
 import jsonschema
-import openai
 import pytest
 from pydantic import BaseModel, Field
 
 from jax_engine.loader import default_model_path
 from jax_engine.tokenizer import Tokenizer
-from tests.server_fixture import DEFAULT_MODEL_NAME, post, shared_server, stream_events
+from tests.server_fixture import DEFAULT_MODEL_NAME, post, stream_events
 
 PERSON = {
     "type": "object",
@@ -60,16 +59,6 @@ class Pet(BaseModel):
     name: str = Field(max_length=16)
     species: str = Field(pattern="^(cat|dog|fish)$")
     legs: int = Field(ge=0, le=4)
-
-
-@pytest.fixture(scope="module")
-def server():
-    return shared_server()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return openai.OpenAI(base_url=server.url("/v1"), api_key="unused", max_retries=0)
 
 
 def create(client, **kw):
