@@ -7,11 +7,23 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from gateway import cors, middlewares, routes_chat, routes_completions, routes_models, routes_ops, routes_tokenize
+from gateway import (
+    cors,
+    middlewares,
+    routes_chat,
+    routes_completions,
+    routes_messages,
+    routes_models,
+    routes_ops,
+    routes_responses,
+    routes_tokenize,
+)
 from gateway.metrics import Metrics
 from gateway.model_slot import ModelSlot
+from gateway.response_store import ResponseStore
+from gateway.responses_state import ResponsesState
 from gateway.server_config import ServerConfig
-from gateway.state import METRICS, MODEL_SLOT, REQUEST_ID, SERVER_CONFIG
+from gateway.state import METRICS, MODEL_SLOT, REQUEST_ID, RESPONSES, SERVER_CONFIG
 
 
 def create_app(engine, config: ServerConfig) -> web.Application:
@@ -31,6 +43,7 @@ def create_app(engine, config: ServerConfig) -> web.Application:
     slot = ModelSlot(config.model_names, metrics)
     app[MODEL_SLOT] = slot
     app[METRICS] = metrics
+    app[RESPONSES] = ResponsesState(_response_store(config))
     app.cleanup_ctx.append(_engine_lifetime(engine))
     app.on_response_prepare.append(_common_headers)
     _add_routes(app)
@@ -47,6 +60,21 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/models/{model:.+}", routes_models.retrieve_model)
     app.router.add_post("/v1/completions", routes_completions.create_completion)
     app.router.add_post("/v1/chat/completions", routes_chat.create_chat_completion)
+    app.router.add_post("/v1/responses", routes_responses.create_response)
+    app.router.add_post("/v1/responses/input_tokens", routes_responses.count_input_tokens)
+    app.router.add_get("/v1/responses/{response_id}", routes_responses.retrieve_response)
+    app.router.add_delete("/v1/responses/{response_id}", routes_responses.delete_response)
+    app.router.add_post("/v1/responses/{response_id}/cancel", routes_responses.cancel_response)
+    app.router.add_get("/v1/responses/{response_id}/input_items", routes_responses.list_input_items)
+    app.router.add_post("/v1/messages", routes_messages.create_message)
+    app.router.add_post("/v1/messages/count_tokens", routes_messages.count_tokens)
+
+
+def _response_store(config: ServerConfig) -> ResponseStore | None:
+    if not config.responses_store:
+        return None
+    return ResponseStore(config.responses_store_max_entries, config.responses_store_max_bytes,
+                         config.responses_store_max_age)
 
 
 def _engine_lifetime(engine) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -57,6 +85,7 @@ def _engine_lifetime(engine) -> Callable[[web.Application], AsyncIterator[None]]
         if not loading.done():
             loading.cancel()
         await asyncio.gather(loading, return_exceptions=True)
+        await app[RESPONSES].shutdown()
         await slot.shutdown()
 
     return lifetime

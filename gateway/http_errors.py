@@ -6,6 +6,7 @@ import orjson
 from aiohttp import web
 
 from compat import OpenAIError
+from compat import anthropic as messages_api
 from compat import errors as openai_errors
 from jax_engine.errors import EngineError, EngineShutdown, QueueFull, RequestValidationError
 
@@ -16,6 +17,20 @@ def error_response(error: OpenAIError, retry_after: int = RETRY_AFTER_SECONDS) -
     headers = {"Retry-After": str(retry_after)} if error.status in (429, 503) else None
     return web.Response(status=error.status, body=orjson.dumps(error.to_dict()),
                         content_type="application/json", headers=headers)
+
+
+def surface_error_response(request: web.Request, error: OpenAIError) -> web.Response:
+    """The error in the envelope of the API the request speaks: Anthropic's on /v1/messages, else OpenAI's."""
+    if not speaks_anthropic(request):
+        return error_response(error)
+    status = messages_api.status(error)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status in (429, messages_api.OVERLOADED) else None
+    return web.Response(status=status, body=orjson.dumps(messages_api.error_body(error)),
+                        content_type="application/json", headers=headers)
+
+
+def speaks_anthropic(request: web.Request) -> bool:
+    return request.path == "/v1/messages" or request.path.startswith("/v1/messages/")
 
 
 def internal_error(request_id: str) -> OpenAIError:

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from compat import OpenAIError
 from compat import errors as openai_errors
-from gateway.http_errors import error_response, from_http_exception, internal_error
+from gateway.http_errors import from_http_exception, internal_error, surface_error_response
 from gateway.state import REQUEST_ID, SERVER_CONFIG, USAGE
 
 logger = logging.getLogger("gateway")
@@ -52,34 +52,44 @@ def _log_access(request: web.Request, status: int, seconds: float) -> None:
 
 @web.middleware
 async def openai_errors_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Every failure leaves as OpenAI's error JSON; a 500 is logged with the request id, never detailed."""
+    """Every failure leaves as the API's error JSON (OpenAI's, or Anthropic's on /v1/messages); a 500 is
+    logged with the request id, never detailed."""
     try:
         return await handler(request)
     except OpenAIError as e:
-        return error_response(e)
+        return surface_error_response(request, e)
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        return error_response(from_http_exception(e, request, request.app[SERVER_CONFIG].max_body_bytes))
+        error = from_http_exception(e, request, request.app[SERVER_CONFIG].max_body_bytes)
+        return surface_error_response(request, error)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         logger.exception("internal error in %s %s (request_id=%s)", request.method, request.path,
                          request[REQUEST_ID])
-        return error_response(internal_error(request[REQUEST_ID]))
+        return surface_error_response(request, internal_error(request[REQUEST_ID]))
 
 
 @web.middleware
 async def api_key_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Bearer keys on /v1/* only (health and metrics stay open), compared in constant time."""
+    """Keys on /v1/* only (health and metrics stay open), compared in constant time: `Authorization: Bearer`
+    as OpenAI's clients send it, or `x-api-key` as Anthropic's do."""
     api_key = request.app[SERVER_CONFIG].api_key
     if api_key and _protected(request):
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = _presented_key(request)
+        if not token:
             raise openai_errors.invalid_api_key(provided=False)
-        if not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+        if not hmac.compare_digest(token.encode(), api_key.encode()):
             raise openai_errors.invalid_api_key()
     return await handler(request)
+
+
+def _presented_key(request: web.Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key", "").strip()
 
 
 def _protected(request: web.Request) -> bool:

@@ -19,6 +19,9 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.server_config import (
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_RESPONSES_STORE_MAX_AGE,
+    DEFAULT_RESPONSES_STORE_MAX_BYTES,
+    DEFAULT_RESPONSES_STORE_MAX_ENTRIES,
     DEFAULT_SHUTDOWN_TIMEOUT,
     ServerConfig,
     api_key_from_env,
@@ -50,6 +53,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     g.add_argument("--shutdown-timeout", type=float, default=DEFAULT_SHUTDOWN_TIMEOUT,
                    help="seconds running requests may finish after SIGTERM before they are aborted")
+    g = p.add_argument_group("responses store (/v1/responses with store: true, previous_response_id, background)")
+    g.add_argument("--no-responses-store", dest="responses_store", action="store_false",
+                   help="keep no responses: previous_response_id and background responses are refused")
+    g.add_argument("--responses-store-max-entries", type=int, default=DEFAULT_RESPONSES_STORE_MAX_ENTRIES,
+                   help="responses kept, least recently used out first "
+                        f"(default {DEFAULT_RESPONSES_STORE_MAX_ENTRIES})")
+    g.add_argument("--responses-store-max-bytes", type=int, default=DEFAULT_RESPONSES_STORE_MAX_BYTES,
+                   help=f"bytes of JSON kept (default {DEFAULT_RESPONSES_STORE_MAX_BYTES})")
+    g.add_argument("--responses-store-max-age", type=float, default=DEFAULT_RESPONSES_STORE_MAX_AGE,
+                   help=f"seconds a response is kept (default {DEFAULT_RESPONSES_STORE_MAX_AGE:.0f})")
 
 
 def server_config(args: argparse.Namespace, engine_config: EngineConfig) -> ServerConfig:
@@ -57,7 +70,10 @@ def server_config(args: argparse.Namespace, engine_config: EngineConfig) -> Serv
     return ServerConfig(
         served_model_name=names[0], extra_model_names=names[1:], host=args.host, port=args.port,
         api_key=api_key_from_env(args.api_key), allowed_origins=tuple(args.allowed_origins),
-        max_waiting=args.max_waiting, max_body_bytes=args.max_body_bytes, shutdown_timeout=args.shutdown_timeout)
+        max_waiting=args.max_waiting, max_body_bytes=args.max_body_bytes, shutdown_timeout=args.shutdown_timeout,
+        responses_store=args.responses_store, responses_store_max_entries=args.responses_store_max_entries,
+        responses_store_max_bytes=args.responses_store_max_bytes,
+        responses_store_max_age=args.responses_store_max_age)
 
 
 def run(args: argparse.Namespace, engine_config: EngineConfig) -> int:

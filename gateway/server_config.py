@@ -7,6 +7,9 @@ import re
 from dataclasses import dataclass, field
 
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
+DEFAULT_RESPONSES_STORE_MAX_ENTRIES = 1024
+DEFAULT_RESPONSES_STORE_MAX_BYTES = 256 * 2**20
+DEFAULT_RESPONSES_STORE_MAX_AGE = 24 * 3600.0
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 API_KEY_ENV = "CORTEXSTREAM_API_KEY"
 
@@ -26,6 +29,10 @@ class ServerConfig:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT  # how long running streams may finish on SIGTERM
     retry_after_seconds: int = 1
     extra_model_names: tuple[str, ...] = field(default=())  # aliases clients may also send in `model`
+    responses_store: bool = True  # keep `store: true` responses for previous_response_id, GET and background
+    responses_store_max_entries: int = DEFAULT_RESPONSES_STORE_MAX_ENTRIES
+    responses_store_max_bytes: int = DEFAULT_RESPONSES_STORE_MAX_BYTES
+    responses_store_max_age: float = DEFAULT_RESPONSES_STORE_MAX_AGE  # seconds
 
     @property
     def model_names(self) -> tuple[str, ...]:

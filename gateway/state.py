@@ -6,12 +6,14 @@ from aiohttp import web
 
 from gateway.metrics import Metrics
 from gateway.model_slot import ModelSlot
+from gateway.responses_state import ResponsesState
 from gateway.server_config import ServerConfig
 from gateway.serving_model import ServingModel
 
 SERVER_CONFIG = web.AppKey("server_config", ServerConfig)
 MODEL_SLOT = web.AppKey("model_slot", ModelSlot)
 METRICS = web.AppKey("metrics", Metrics)
+RESPONSES = web.AppKey("responses", ResponsesState)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 USAGE = web.RequestKey("usage", dict)  # token counts for the access log

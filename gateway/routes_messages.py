@@ -1,0 +1,96 @@
+"""Anthropic's Messages API: POST /v1/messages (Claude Code adds ?beta=true) and POST /v1/messages/count_tokens.
+Errors on these routes leave in Anthropic's envelope (gateway.http_errors)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import orjson
+from aiohttp import web
+
+from compat import OpenAIError
+from compat import anthropic as messages_api
+from compat import errors as openai_errors
+from gateway.body import read_json
+from gateway.chat_turn import ChatTurn, count_prompt_tokens, start_turn
+from gateway.sse import Framing, named_event, stream_events
+from gateway.state import USAGE, serving_model
+
+logger = logging.getLogger(__name__)
+
+EVENTS = Framing(named_event, b"", messages_api.error_body)
+
+
+def new_tool_use_id() -> str:
+    return "toolu_" + uuid.uuid4().hex[:24]
+
+
+async def create_message(request: web.Request) -> web.StreamResponse:
+    model = serving_model(request)
+    body = await read_json(request)
+    messages_request = messages_api.parse_messages_request(body)
+    model.check_model(messages_request.model)
+    turn = await start_turn(model, messages_api.chat_body(messages_request), messages_api.PARAMS, new_tool_use_id)
+    run = MessageRun(turn, messages_api.MessageStream(f"msg_{uuid.uuid4().hex}", model.name, turn.num_prompt_tokens),
+                     messages_request.stop_sequences)
+    try:
+        if messages_request.stream:
+            return await stream_events(request, run.batches(), EVENTS)
+        await run.run()
+    finally:
+        await turn.aclose()
+        request[USAGE] = {"prompt_tokens": turn.num_prompt_tokens, "completion_tokens": turn.num_output_tokens}
+    if run.error is not None:
+        raise run.error
+    return _json(run.message.message)
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    model = serving_model(request)
+    body = await read_json(request)
+    messages_request = messages_api.parse_messages_request(body, counting=True)
+    model.check_model(messages_request.model)
+    count = count_prompt_tokens(model, messages_api.chat_body(messages_request), messages_api.PARAMS)
+    return _json({"input_tokens": count})
+
+
+class MessageRun:
+    def __init__(self, turn: ChatTurn, message: messages_api.MessageStream, stop_sequences: tuple[str, ...]):
+        self.turn = turn
+        self.message = message
+        self.stop_sequences = stop_sequences
+        self.error: OpenAIError | None = None
+
+    async def batches(self) -> AsyncIterator[list[dict]]:
+        """message_start to message_stop; a failure of the engine mid-stream is an `error` event. The engine
+        request is closed on every way out."""
+        try:
+            yield self.message.start()
+            try:
+                async for deltas in self.turn.deltas():
+                    yield self.message.add(deltas)
+            except OpenAIError as e:
+                self.error = e
+            except Exception:
+                logger.exception("message %s failed", self.message.message["id"])
+                self.error = openai_errors.internal_error()
+            if self.error is not None:
+                yield [messages_api.error_body(self.error)]
+                return
+            turn = self.turn
+            reason, sequence = messages_api.stop_reason(turn.finish_reason, turn.stop_reason, self.stop_sequences,
+                                                        self.message.called_tools)
+            usage = messages_api.usage(turn.num_prompt_tokens, turn.num_output_tokens, turn.num_cached_tokens)
+            yield self.message.finish(reason, sequence, usage)
+        finally:
+            await self.turn.aclose()
+
+    async def run(self) -> None:
+        async for _ in self.batches():
+            pass
+
+
+def _json(payload: dict) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), content_type="application/json")

@@ -1,0 +1,164 @@
+"""The OpenAI Responses API: POST /v1/responses, POST /v1/responses/input_tokens, and for stored responses
+GET /v1/responses/{id} (?stream=true replays a background response), GET /v1/responses/{id}/input_items,
+DELETE /v1/responses/{id} and POST /v1/responses/{id}/cancel."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import orjson
+from aiohttp import web
+
+from compat import OpenAIError, fields
+from compat import errors as openai_errors
+from compat.responses import PARAMS, ResponsesRequest, ResponseStream, chat_body, parse_responses_request
+from compat.responses.items import new_id
+from compat.responses.objects import deleted, input_tokens, item_list, response_object
+from gateway.body import read_json
+from gateway.chat_turn import count_prompt_tokens, start_turn
+from gateway.response_run import ResponseRun
+from gateway.response_store import StoredResponse
+from gateway.responses_state import ResponsesState
+from gateway.sse import Framing, named_event, stream_events
+from gateway.state import REQUEST_ID, RESPONSES, USAGE, serving_model
+
+logger = logging.getLogger(__name__)
+
+MAX_PAGE = 100
+
+
+def _error_event(error: OpenAIError) -> dict:
+    # Only reached for a failure the run itself did not report, which has no sequence number to follow.
+    return {"type": "error", "code": error.code, "message": error.message, "param": error.param,
+            "sequence_number": 0}
+
+
+EVENTS = Framing(named_event, b"", _error_event)
+
+
+async def create_response(request: web.Request) -> web.StreamResponse:
+    model = serving_model(request)
+    body = await read_json(request)
+    responses_request = parse_responses_request(body)
+    model.check_model(responses_request.model)
+    if responses_request.ignored_fields:
+        logger.debug("request %s: ignoring unknown fields %s", request[REQUEST_ID], responses_request.ignored_fields)
+    state = request.app[RESPONSES]
+    if responses_request.background and state.store is None:
+        raise openai_errors.invalid_request(
+            "Background responses need the response store, which this server runs without (--no-responses-store).",
+            "background")
+    history = state.history(responses_request.previous_response_id)
+    turn = await start_turn(model, chat_body(responses_request, history), PARAMS)
+    run = _new_run(responses_request, model.name, turn, history, state)
+    if responses_request.background:
+        return await _start_background(request, run, state, responses_request.stream)
+    try:
+        if responses_request.stream:
+            return await stream_events(request, run.batches(), EVENTS)
+        await run.run()
+    finally:
+        await turn.aclose()
+        request[USAGE] = {"prompt_tokens": turn.num_prompt_tokens, "completion_tokens": turn.num_output_tokens}
+    if run.error is not None:
+        raise run.error
+    return _json(run.response)
+
+
+def _new_run(responses_request: ResponsesRequest, model_name: str, turn, history: list[dict],
+             state: ResponsesState) -> ResponseRun:
+    status = "queued" if responses_request.background else "in_progress"
+    response = response_object(responses_request, new_id("resp"), model_name, int(time.time()), status)
+    events = ResponseStream(response, responses_request.logprobs)
+    entry = StoredResponse(response, list(responses_request.input_items), history)
+    return ResponseRun(turn, events, entry, state.store if responses_request.store else None)
+
+
+async def _start_background(request: web.Request, run: ResponseRun, state: ResponsesState,
+                            stream: bool) -> web.StreamResponse:
+    state.store.put(run.entry)
+    job = state.start_background(run)
+    if stream:
+        return await stream_events(request, job.follow(), EVENTS)
+    return _json(run.events.snapshot())
+
+
+async def retrieve_response(request: web.Request) -> web.StreamResponse:
+    state = request.app[RESPONSES]
+    response_id = request.match_info["response_id"]
+    entry = state.find(response_id)
+    if _query_flag(request, "stream"):
+        job = state.background.get(response_id)
+        if job is None:
+            raise openai_errors.invalid_request("Only background responses can be streamed again.", "stream")
+        after = _query_int(request, "starting_after", -1)
+        return await stream_events(request, job.follow(after), EVENTS)
+    return _json(entry.response)
+
+
+async def delete_response(request: web.Request) -> web.Response:
+    state = request.app[RESPONSES]
+    response_id = request.match_info["response_id"]
+    state.find(response_id)
+    state.store.delete(response_id)
+    return _json(deleted(response_id))
+
+
+async def cancel_response(request: web.Request) -> web.Response:
+    state = request.app[RESPONSES]
+    response_id = request.match_info["response_id"]
+    entry = state.find(response_id)
+    if not entry.response["background"]:
+        raise openai_errors.invalid_request("Only responses created with background=true can be cancelled.")
+    job = state.background.get(response_id)
+    if job is not None and not job.done:
+        job.cancel()
+        await job.wait_cancelled()
+    return _json(entry.response)
+
+
+async def list_input_items(request: web.Request) -> web.Response:
+    entry = request.app[RESPONSES].find(request.match_info["response_id"])
+    limit = _query_int(request, "limit", 20, 1, MAX_PAGE)
+    order = fields.choice(request.query.get("order", "desc"), "order", ("asc", "desc"))
+    items = entry.input_items if order == "asc" else entry.input_items[::-1]
+    after = request.query.get("after")
+    if after is not None:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise openai_errors.invalid_value("after", f"Invalid 'after': no input item with id '{after}'.")
+        items = items[ids.index(after) + 1:]
+    return _json(item_list(items[:limit], has_more=len(items) > limit))
+
+
+async def count_input_tokens(request: web.Request) -> web.Response:
+    model = serving_model(request)
+    body = await read_json(request)
+    responses_request = parse_responses_request(body)
+    model.check_model(responses_request.model)
+    history = request.app[RESPONSES].history(responses_request.previous_response_id)
+    return _json(input_tokens(count_prompt_tokens(model, chat_body(responses_request, history), PARAMS)))
+
+
+def _query_flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise openai_errors.invalid_value(name, f"Invalid '{name}': expected true or false, got '{value}'.")
+    return value == "true"
+
+
+def _query_int(request: web.Request, name: str, default: int, minimum: int | None = None,
+               maximum: int | None = None) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise openai_errors.invalid_type(name, "an integer", raw) from None
+    return fields.integer(value, name, minimum, maximum)
+
+
+def _json(payload: dict) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), content_type="application/json")
