@@ -169,6 +169,24 @@ def stream_events(server: ServerProcess, path: str, body: dict, schema: str,
     return events
 
 
+def named_events(reply: Reply) -> list[dict]:
+    """The JSON events of an SSE response framed as Responses and Anthropic frame them, asserting the framing:
+    `event: {type}` then `data: {json}` whose `type` is the event's name, blocks separated by blank lines, no
+    terminator."""
+    assert reply.status == 200, reply.text
+    assert reply.headers["Content-Type"].startswith("text/event-stream")
+    raw = reply.text
+    assert raw.endswith("\n\n"), raw[-200:]
+    events = []
+    for block in raw[:-2].split("\n\n"):
+        name, data = block.split("\n")
+        assert name.startswith("event: ") and data.startswith("data: "), block[:300]
+        payload = orjson.loads(data[len("data: "):])
+        assert payload["type"] == name[len("event: "):], block[:300]
+        events.append(payload)
+    return events
+
+
 def error_of(reply: Reply) -> dict:
     """The `error` object of an error response, checked against OpenAI's ErrorResponse."""
     payload = reply.json()

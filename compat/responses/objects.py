@@ -13,7 +13,8 @@ OBJECT = "response"
 
 def response_object(request: ResponsesRequest, response_id: str, model: str, created_at: int,
                     status: str = "in_progress") -> dict:
-    """A response that has not produced anything yet (output empty, usage null); a background one is queued."""
+    """A response that has not produced anything yet (output empty; `usage` comes when it ends, as the schema
+    has it not nullable); a background one is queued."""
     return {
         "id": response_id,
         "object": OBJECT,
@@ -42,7 +43,6 @@ def response_object(request: ResponsesRequest, response_id: str, model: str, cre
         "top_logprobs": request.top_logprobs or 0,
         "top_p": 1.0 if request.top_p is None else request.top_p,
         "truncation": request.truncation,
-        "usage": None,
         "metadata": request.metadata,
         **({"user": request.user} if request.user is not None else {}),
     }

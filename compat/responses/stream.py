@@ -74,7 +74,7 @@ class ResponseStream:
     def fail(self, error: OpenAIError, usage: dict | None) -> list[dict]:
         """A failure after the stream started: an `error` event, then response.failed."""
         events = self._close_item("incomplete")
-        self.response.update(status="failed", usage=usage,
+        self.response.update(status="failed", usage=usage or objects.usage(0, 0, 0),
                              error={"code": "server_error" if error.status >= 500 else "invalid_prompt",
                                     "message": error.message})
         error_event = self._event("error", code=error.code or error.type, message=error.message, param=error.param)
