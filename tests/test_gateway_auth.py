@@ -1,8 +1,12 @@
-"""API keys on a real server process (the tiny llama), set through CORTEXSTREAM_API_KEY, seen by the SDK."""
+"""API keys on a real server process (the tiny llama), set through CORTEXSTREAM_API_KEY, seen by the OpenAI
+SDK (Authorization: Bearer) and the Anthropic SDK (x-api-key)."""
 
+import anthropic
 import openai
 import pytest
+from anthropic import types
 
+from tests.anthropic_strict import parse_strictly
 from tests.server_fixture import TEST_COMPILATION_CACHE, TINY_LLAMA, ServerProcess, error_of, request
 
 KEY = "sk-cortexstream-test"
@@ -36,3 +40,17 @@ def test_health_and_metrics_stay_open(server):
     assert request(server, "GET", "/health").status == 200
     assert request(server, "GET", "/metrics").status == 200
     assert error_of(request(server, "GET", "/v1/models"))["message"].startswith("You didn't provide an API key")
+
+
+def test_anthropic_sdk_sends_x_api_key_and_is_served(server):
+    claude = anthropic.Anthropic(base_url=server.base_url, api_key=KEY, max_retries=0)
+    assert claude.messages.count_tokens(model="tiny", messages=[{"role": "user", "content": "hi"}]).input_tokens > 0
+
+
+def test_anthropic_sdk_with_a_wrong_key_gets_an_authentication_error(server):
+    claude = anthropic.Anthropic(base_url=server.base_url, api_key="sk-wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as refused:
+        claude.messages.count_tokens(model="tiny", messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.status_code == 401
+    assert refused.value.body["error"]["type"] == "authentication_error"
+    parse_strictly(refused.value.response.json(), types.ErrorResponse)
