@@ -83,6 +83,11 @@ class Harness:
 
 @pytest.fixture(scope="module")
 def harness(tiny_llama_path):
+    yield from serve_tiny_llama(tiny_llama_path)
+
+
+def serve_tiny_llama(tiny_llama_path: str):
+    """A Harness over the tiny llama, for a module-scoped fixture to yield from."""
     engine = AsyncEngine(engine_for(tiny_llama_path, max_model_len=MAX_MODEL_LEN, max_num_seqs=8,
                                    max_num_batched_tokens=MAX_NUM_BATCHED_TOKENS))
     app = create_app(engine, ServerConfig(served_model_name=NAME, max_body_bytes=MAX_BODY_BYTES))

@@ -14,6 +14,7 @@ from compat.responses.tools import ToolSet, parse_text, parse_tools
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 MIN_MAX_OUTPUT_TOKENS = 16  # as api.openai.com enforces it
+MAX_MAX_OUTPUT_TOKENS = 2**31 - 1  # echoed in the response: it must stay a JSON integer every client reads
 MAX_TOP_LOGPROBS = 20
 MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 # The chat endpoint's sampling fields, passed through under the same names (vLLM takes them here too).
@@ -73,7 +74,8 @@ def parse_responses_request(body: dict) -> ResponsesRequest:
         parallel_tool_calls=_flag(body, "parallel_tool_calls", True),
         text=text,
         response_format=response_format,
-        max_output_tokens=fields.integer(body.get("max_output_tokens"), "max_output_tokens", MIN_MAX_OUTPUT_TOKENS),
+        max_output_tokens=fields.integer(body.get("max_output_tokens"), "max_output_tokens", MIN_MAX_OUTPUT_TOKENS,
+                                         MAX_MAX_OUTPUT_TOKENS),
         temperature=fields.number(body.get("temperature"), "temperature", 0.0, 2.0),
         top_p=fields.number(body.get("top_p"), "top_p", 0.0, 1.0, exclusive_minimum=True),
         top_logprobs=top_logprobs,

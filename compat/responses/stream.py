@@ -25,7 +25,8 @@ class ResponseStream:
         self.with_logprobs = with_logprobs
         self.sequence_number = 0
         self._item: dict | None = None  # the output item being written
-        self._logprobs: list[dict] = []  # of the open message
+        self._logprobs: list[dict] = []  # of the open message, as its output_text part has them
+        self._event_logprobs: list[dict] = []  # the same, in the lighter form the text events carry
 
     @property
     def output(self) -> list[dict]:
@@ -100,7 +101,7 @@ class ResponseStream:
         events = [self._event("response.output_item.added", output_index=len(self.output) - 1,
                               item=copy.deepcopy(item))]
         if item["type"] == "message":
-            self._logprobs = []
+            self._logprobs, self._event_logprobs = [], []
             item["content"].append(output_text(""))
             events.append(self._part_event("response.content_part.added", part=output_text("")))
         return events
@@ -110,9 +111,9 @@ class ResponseStream:
             output_message(new_id("msg"), "", "in_progress"))
         part = self._item["content"][0]
         part["text"] += delta.text
-        wire = objects.logprobs(delta.logprobs) if self.with_logprobs else []
-        self._logprobs += wire
         delta_logprobs = objects.delta_logprobs(delta.logprobs) if self.with_logprobs else []
+        self._event_logprobs += delta_logprobs
+        self._logprobs += objects.logprobs(delta.logprobs) if self.with_logprobs else []
         return events + [self._part_event("response.output_text.delta", delta=delta.text, logprobs=delta_logprobs)]
 
     def _close_item(self, status: str) -> list[dict]:
@@ -125,7 +126,7 @@ class ResponseStream:
             part = item["content"][0]
             part["logprobs"] = self._logprobs
             self._item = item  # the part events name it
-            events += [self._part_event("response.output_text.done", text=part["text"], logprobs=self._logprobs),
+            events += [self._part_event("response.output_text.done", text=part["text"], logprobs=self._event_logprobs),
                        self._part_event("response.content_part.done", part=copy.deepcopy(part))]
             self._item = None
         else:
