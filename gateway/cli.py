@@ -53,12 +53,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
+    from jax_engine.config import ConfigError
     from jax_engine.loader import LoadError
     try:
         if getattr(args, "engine", True) is False:
             return args.handler(args) or 0
         return args.handler(args, engine_config(args)) or 0
-    except LoadError as e:
+    except (LoadError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from jax_engine.config import EngineConfig, default_cache_dir
 
@@ -15,7 +16,14 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="auto: float32 on CPU, bfloat16 on GPU")
     g.add_argument("--load-format", default="auto", choices=["auto", "dummy"])
-    g.add_argument("--max-model-len", type=int, default=None)
+    g.add_argument("--max-model-len", type=int, default=None,
+                   help="context length (default: the model's, capped at 2048 on CPU); more than the model allows "
+                        "is refused")
+    g.add_argument("--hf-overrides", type=_json_object, default=None,
+                   help="JSON of config.json values to use instead of the checkpoint's (rope_scaling, rope_theta, "
+                        "max_position_embeddings, sliding_window), as vLLM's flag; e.g. YaRN for twice the context: "
+                        "'{\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 2.0, "
+                        "\"original_max_position_embeddings\": 8192}}'")
     g.add_argument("--block-size", type=int, default=16)
     g.add_argument("--kv-cache-memory", type=float, default=None, help="KV cache size in GiB")
     g.add_argument("--gpu-memory-utilization", type=float, default=0.85)
@@ -30,7 +38,18 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
 def engine_config(args: argparse.Namespace) -> EngineConfig:
     return EngineConfig(
         model=args.model, dtype=args.dtype, load_format=args.load_format, max_model_len=args.max_model_len,
+        hf_overrides=args.hf_overrides,
         block_size=args.block_size, kv_cache_memory=args.kv_cache_memory,
         gpu_memory_utilization=args.gpu_memory_utilization, max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens, enable_prefix_caching=args.enable_prefix_caching,
         compilation_cache_dir=args.compilation_cache_dir or None, seed=args.seed, warmup=args.warmup)
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value

@@ -14,6 +14,14 @@ SUPPORTED_ARCHITECTURES = (
 )
 
 
+# config.json keys --hf-overrides may change (vLLM's flag): how positions are read. Keys that shape the weights
+# cannot change once a checkpoint is written.
+HF_OVERRIDABLE = ("rope_scaling", "rope_parameters", "rope_theta", "max_position_embeddings", "sliding_window")
+# RoPE scalings whose factor stretches the context the model was trained on (vLLM derives max_model_len so);
+# llama3's checkpoints already state the stretched length in max_position_embeddings.
+CONTEXT_STRETCHING_ROPE = ("yarn", "linear")
+
+
 class ConfigError(ValueError):
     pass
 
@@ -51,9 +59,8 @@ class ModelConfig:
             if arch == "Qwen2ForCausalLM" and not d.get("use_sliding_window", False):
                 sliding = None
             rope_params = d.get("rope_parameters") or {}
-            rope_scaling = d.get("rope_scaling") or (rope_params or None)
-            if rope_scaling is not None and rope_scaling.get("rope_type", rope_scaling.get("type")) == "default":
-                rope_scaling = None
+            max_positions = int(d.get("max_position_embeddings", 2048))
+            rope_scaling = normalized_rope_scaling(d.get("rope_scaling") or (rope_params or None), max_positions)
             return cls(
                 architecture=arch,
                 vocab_size=int(d["vocab_size"]),
@@ -66,7 +73,7 @@ class ModelConfig:
                 rms_norm_eps=float(d.get("rms_norm_eps", 1e-6)),
                 rope_theta=float(d.get("rope_theta") or rope_params.get("rope_theta") or 10000.0),
                 rope_scaling=rope_scaling,
-                max_position_embeddings=int(d.get("max_position_embeddings", 2048)),
+                max_position_embeddings=max_positions,
                 tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
                 attention_bias=arch == "Qwen2ForCausalLM" or bool(d.get("attention_bias", False)),
                 qk_norm=arch == "Qwen3ForCausalLM",
@@ -77,6 +84,76 @@ class ModelConfig:
 
     def replace(self, **kw) -> ModelConfig:
         return dataclasses.replace(self, **kw)
+
+    @property
+    def max_model_len_limit(self) -> int:
+        """The longest context its positions allow: max_position_embeddings, stretched by a YaRN or linear
+        RoPE factor (from the original context YaRN states)."""
+        s = self.rope_scaling or {}
+        kind = s.get("rope_type", s.get("type"))
+        if kind in CONTEXT_STRETCHING_ROPE and s.get("factor"):
+            trained = s.get("original_max_position_embeddings", self.max_position_embeddings)
+            return int(trained * float(s["factor"]))
+        return self.max_position_embeddings
+
+    def with_hf_overrides(self, overrides: dict | None) -> ModelConfig:
+        """config.json values given with --hf-overrides (as vLLM's flag takes them), over the checkpoint's."""
+        if not overrides:
+            return self
+        unknown = sorted(set(overrides) - set(HF_OVERRIDABLE))
+        if unknown:
+            raise ConfigError(f"--hf-overrides: {', '.join(unknown)} cannot be overridden; these can: "
+                              f"{', '.join(HF_OVERRIDABLE)}")
+        changes: dict = {}
+        try:
+            if "max_position_embeddings" in overrides:
+                changes["max_position_embeddings"] = int(overrides["max_position_embeddings"])
+            if "sliding_window" in overrides:
+                changes["sliding_window"] = int(overrides["sliding_window"]) if overrides["sliding_window"] else None
+            rope = overrides.get("rope_parameters") or {}
+            theta = overrides.get("rope_theta", rope.get("rope_theta"))
+            if theta is not None:
+                changes["rope_theta"] = float(theta)
+            if "rope_scaling" in overrides or "rope_parameters" in overrides:
+                max_positions = changes.get("max_position_embeddings", self.max_position_embeddings)
+                scaling = overrides.get("rope_scaling", overrides.get("rope_parameters"))
+                changes["rope_scaling"] = normalized_rope_scaling(scaling, max_positions)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"--hf-overrides: {e}") from None
+        return self.replace(**changes)
+
+
+def normalized_rope_scaling(scaling: dict | None, max_position_embeddings: int) -> dict | None:
+    """`rope_type` spelt out (older configs say `type`); none for the default rope; YaRN's original context
+    filled in from max_position_embeddings when the config leaves it out (as transformers reads it)."""
+    if not scaling:
+        return None
+    if not isinstance(scaling, dict):
+        raise ConfigError(f"rope scaling must be an object, not {scaling!r}")
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind == "default":
+        return None
+    scaling = {key: value for key, value in scaling.items() if key not in ("type", "rope_theta")}
+    scaling["rope_type"] = kind
+    if kind == "yarn":
+        scaling.setdefault("original_max_position_embeddings", max_position_embeddings)
+    return scaling
+
+
+def resolve_max_model_len(requested: int | None, model_config: ModelConfig, default_cap: int | None) -> int:
+    """--max-model-len, or the model's limit (capped at `default_cap` when not given); more than the model
+    allows is refused, not clamped: positions beyond it were never trained, and the answer would be garbage."""
+    limit = model_config.max_model_len_limit
+    if requested is None:
+        return limit if default_cap is None else min(limit, default_cap)
+    if requested > limit:
+        raise ConfigError(
+            f"--max-model-len {requested} is more than this model allows: {limit} (max_position_embeddings"
+            f"{' stretched by its rope scaling' if limit != model_config.max_position_embeddings else ''}). "
+            "To serve a longer context, scale its RoPE, e.g. --hf-overrides "
+            f"'{{\"rope_scaling\": {{\"rope_type\": \"yarn\", \"factor\": {-(-requested // limit)}.0, "
+            f"\"original_max_position_embeddings\": {model_config.max_position_embeddings}}}}}'")
+    return requested
 
 
 def default_cache_dir() -> str:
@@ -89,6 +166,7 @@ class EngineConfig:
     dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on GPU
     load_format: str = "auto"  # auto | dummy
     max_model_len: int | None = None
+    hf_overrides: dict | None = None  # config.json values over the checkpoint's (--hf-overrides)
     block_size: int = 16
     kv_cache_memory: float | None = None  # GiB; None: a default per platform
     gpu_memory_utilization: float = 0.85

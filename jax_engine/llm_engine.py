@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from jax_engine.block_manager import BlockManager
-from jax_engine.config import EngineConfig, ModelConfig
+from jax_engine.config import EngineConfig, ModelConfig, resolve_max_model_len
 from jax_engine.detokenizer import IncrementalDetokenizer
 from jax_engine.errors import ContextLengthExceeded, RequestValidationError
 from jax_engine.model_runner import ModelRunner, ModelRunnerOutput, kv_cache_bytes_per_block
@@ -76,15 +76,15 @@ class LLMEngine:
     def __init__(self, model_config: ModelConfig, weights: dict, tokenizer, eos_token_ids: list[int],
                  config: EngineConfig):
         enable_compilation_cache(config.compilation_cache_dir)
+        model_config = model_config.with_hf_overrides(config.hf_overrides)
         self.model_config = model_config
         self.config = config
         self.tokenizer = tokenizer
         self.eos_token_ids = tuple(eos_token_ids)
         self.dtype = resolve_dtype(config.dtype)
         on_gpu = jax.default_backend() == "gpu"
-        max_len = config.max_model_len or (model_config.max_position_embeddings if on_gpu
-                                           else min(model_config.max_position_embeddings, CPU_DEFAULT_MAX_MODEL_LEN))
-        self.max_model_len = min(max_len, model_config.max_position_embeddings)
+        self.max_model_len = resolve_max_model_len(config.max_model_len, model_config,
+                                                   None if on_gpu else CPU_DEFAULT_MAX_MODEL_LEN)
         bytes_per_block = kv_cache_bytes_per_block(model_config, config.block_size, self.dtype)
         num_blocks = self._num_blocks(bytes_per_block, weights, on_gpu)
         self.runner = ModelRunner(model_config, weights, self.dtype, num_blocks, config.block_size,

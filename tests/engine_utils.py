@@ -19,7 +19,9 @@ def small_engine_config(**kw) -> EngineConfig:
 
 
 def engine_for(path: str, **kw) -> LLMEngine:
+    """An engine with small settings; max_model_len 256 unless the model allows less or the caller says."""
     ckpt = load_checkpoint(path)
+    kw.setdefault("max_model_len", min(256, ckpt.config.max_model_len_limit))
     return LLMEngine(ckpt.config, ckpt.weights, ckpt.tokenizer, ckpt.generation.eos_token_ids,
                      small_engine_config(**kw))
 

