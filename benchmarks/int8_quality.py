@@ -33,9 +33,9 @@ WINDOW = 512
 def teacher_forced_logits(cfg, weights, token_ids, window=WINDOW) -> np.ndarray:
     """Logits predicting token i+1 from tokens[..i], over independent windows."""
     model = LlamaForCausalLM(cfg, {k: jnp.asarray(v) for k, v in weights.items()})
-    chunks = [np.asarray(sequence_forward(model, token_ids[s:s + window]))[:-1]
-              for s in range(0, len(token_ids) - 1, window) if len(token_ids[s:s + window]) > 1]
-    return np.concatenate(chunks)
+    windows = [token_ids[s:s + window] for s in range(0, len(token_ids) - 1, window)
+               if len(token_ids[s:s + window]) > 1]
+    return np.concatenate([np.asarray(logits)[:-1] for logits in sequence_forward(model, windows)])
 
 
 def targets(token_ids, window=WINDOW) -> np.ndarray:

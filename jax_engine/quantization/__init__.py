@@ -57,9 +57,8 @@ def activation_stats(cfg: ModelConfig, weights: dict, token_ids: list[int]) -> d
     """Per input channel, the largest |activation| each projection sees over the calibration windows."""
     model = LlamaForCausalLM(cfg, {k: jnp.asarray(v) for k, v in weights.items()})
     stats: dict[str, np.ndarray] = {}
-    for start in range(0, len(token_ids), CALIBRATION_WINDOW):
-        window = token_ids[start:start + CALIBRATION_WINDOW]
-        _, window_stats = sequence_forward(model, window, observe=True)
+    windows = [token_ids[s:s + CALIBRATION_WINDOW] for s in range(0, len(token_ids), CALIBRATION_WINDOW)]
+    for _, window_stats in sequence_forward(model, windows, observe=True):
         for name, value in window_stats.items():
             stats[name] = np.maximum(stats.get(name, 0.0), np.asarray(value))
     return stats

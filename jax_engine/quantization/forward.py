@@ -15,20 +15,23 @@ PAGE_SIZE = 16
 PAGES_MULTIPLE = 16  # the XLA attention path walks block tables in chunks of 16 pages
 
 
-def sequence_forward(model: LlamaForCausalLM, token_ids: list[int], observe: bool = False):
-    """Float32 logits [T, vocab] of every position (and, with `observe`, each projection's input stats)."""
-    cfg = model.config
-    n = len(token_ids)
+def sequence_forward(model: LlamaForCausalLM, windows: list[list[int]], observe: bool = False) -> list:
+    """Each window as its own sequence from an empty cache: float32 logits [T, vocab] of every position
+    (with `observe`, (logits, each projection's per-input-channel max |x|)). One compile per window length."""
+    graphdef, state = nnx.split(model)
+    run = jax.jit(functools.partial(_run, graphdef, observe=observe))
+    return [run(state, np.asarray(ids, np.int32), *_empty_sequence(model.config, len(ids))) for ids in windows]
+
+
+def _empty_sequence(cfg, n: int):
     num_pages = -(-n // (PAGE_SIZE * PAGES_MULTIPLE)) * PAGES_MULTIPLE
     cache = jnp.zeros((cfg.num_hidden_layers, num_pages, PAGE_SIZE, cfg.num_key_value_heads, cfg.head_dim),
                       jnp.float32)
     md = AttentionMetadata(np.arange(n, dtype=np.int32), np.arange(num_pages, dtype=np.int32)[None],
                            np.array([n], np.int32), np.array([0, n], np.int32))
-    graphdef, state = nnx.split(model)
-    return _run(graphdef, state, np.asarray(token_ids, np.int32), cache, md, observe)
+    return cache, md
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5))
 def _run(graphdef, state, token_ids, cache, md, observe):
     model = nnx.merge(graphdef, state)
     positions = jnp.arange(token_ids.shape[0], dtype=jnp.int32)
@@ -36,5 +39,4 @@ def _run(graphdef, state, token_ids, cache, md, observe):
     logits = model.compute_logits(out[0])
     if not observe:
         return logits
-    stats = dict(out[3], lm_head=jnp.max(jnp.abs(out[0]), axis=0))
-    return logits, stats
+    return logits, dict(out[3], lm_head=jnp.max(jnp.abs(out[0]), axis=0))
