@@ -32,10 +32,6 @@ def rope_parameters(head_dim: int, theta: float, rope_scaling: dict | None) -> t
     raise ValueError(f"unsupported rope_scaling type {kind!r} (supported: default, linear, llama3, yarn)")
 
 
-def inv_frequencies(head_dim: int, theta: float, rope_scaling: dict | None) -> np.ndarray:
-    return rope_parameters(head_dim, theta, rope_scaling)[0]
-
-
 def _llama3_scaling(inv_freq: np.ndarray, s: dict) -> np.ndarray:
     factor = s["factor"]
     low_freq_wavelen = s["original_max_position_embeddings"] / s.get("low_freq_factor", 1.0)
