@@ -101,6 +101,22 @@ def test_count_tokens_counts_the_prompt(server, claude):
     assert parse_strictly(reply.json(), types.MessageTokensCount).input_tokens == chat.json()["count"]
 
 
+def test_system_messages_between_turns_are_read(server, claude):
+    """Claude Code sends `system` messages after the user's (Anthropic's mid-conversation system messages)."""
+    turns = [*ASK["messages"], {"role": "system", "content": [{"type": "text", "text": "Be brief."}]}]
+    counted = claude.messages.count_tokens(model=DEFAULT_MODEL_NAME, messages=turns)
+    chat = post(server, "/tokenize", {"messages": [*ASK["messages"], {"role": "system", "content": "Be brief."}]})
+    assert counted.input_tokens == chat.json()["count"]
+
+
+def test_output_config_format_is_enforced(server):
+    person = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}},
+              "required": ["name", "age"], "additionalProperties": False}
+    message = created(server, {**ASK, "max_tokens": 40, "messages": [{"role": "user", "content": "Invent a person."}],
+                               "output_config": {"format": {"type": "json_schema", "schema": person}}})
+    jsonschema.validate(json.loads(message.content[0].text), person)
+
+
 def test_stop_sequence_ends_the_message(server):
     message = created(server, {**ASK, "stop_sequences": ["Paris", "Rome"]})
     assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "Paris")

@@ -1,9 +1,11 @@
 """POST /v1/messages (and /v1/messages/count_tokens): Anthropic's Messages request, validated, and the
 /v1/chat/completions body it asks for, so it reaches the engine by the same path as every other surface.
 
-Content blocks: `text`, `tool_use` and `tool_result` (with `is_error`); `thinking` blocks from earlier turns are
-dropped (this model does not reason); images and documents are refused with a 400. Server tools (web search,
-bash, text editor, ...) are accepted and not offered; `thinking` and `metadata` are accepted.
+Messages: user and assistant turns, and `system` messages between them (Claude Code sends those). Content
+blocks: `text`, `tool_use` and `tool_result` (with `is_error`); `thinking` blocks from earlier turns are dropped
+(this model does not reason); images and documents are refused with a 400. Server tools (web search, bash, text
+editor, ...) are accepted and not offered; `output_config.format` (a JSON schema) is enforced by the grammar
+engine; `thinking`, `output_config.effort`, `context_management` and `metadata` are accepted.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from dataclasses import dataclass
 from compat import errors, fields
 from compat.tools import FunctionTool
 
-ROLES = ("user", "assistant")
+ROLES = ("user", "assistant", "system")
 TOOL_CHOICES = ("auto", "any", "tool", "none")
 DROPPED_BLOCKS = ("thinking", "redacted_thinking")
 MEDIA_BLOCKS = ("image", "document", "search_result", "container_upload")
 MAX_STOP_SEQUENCES = 4  # the chat path's limit; Anthropic documents none
 # Where an error about a chat field points in a Messages request.
-PARAMS = {"stop": "stop_sequences", "response_format": "output_format"}
+PARAMS = {"stop": "stop_sequences", "response_format": "output_config.format"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class MessagesRequest:
     tool_choice: str | dict  # the chat form
     parallel_tool_calls: bool
     stop_sequences: tuple[str, ...]
+    response_format: dict | None  # the chat response_format output_config.format asks for
     temperature: float | None
     top_p: float | None
     top_k: int | None
@@ -55,6 +58,7 @@ def parse_messages_request(body: dict, counting: bool = False) -> MessagesReques
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
         stop_sequences=_stop_sequences(body.get("stop_sequences")),
+        response_format=_output_format(body.get("output_config")),
         temperature=fields.number(body.get("temperature"), "temperature", 0.0, 1.0),
         top_p=fields.number(body.get("top_p"), "top_p", 0.0, 1.0, exclusive_minimum=True),
         top_k=fields.integer(body.get("top_k"), "top_k", 0),
@@ -69,20 +73,21 @@ def chat_body(request: MessagesRequest) -> dict:
         body.update(tools=[tool.to_dict() for tool in request.tools], tool_choice=request.tool_choice,
                     parallel_tool_calls=request.parallel_tool_calls)
     optional = {"max_tokens": request.max_tokens, "temperature": request.temperature, "top_p": request.top_p,
-                "top_k": request.top_k, "user": request.user, "stop": list(request.stop_sequences) or None}
+                "top_k": request.top_k, "user": request.user, "stop": list(request.stop_sequences) or None,
+                "response_format": request.response_format}
     body.update({key: value for key, value in optional.items() if value is not None})
     return body
 
 
-def _system(value: object) -> list[dict]:
+def _system(value: object, param: str = "system") -> list[dict]:
+    """A system prompt (the top-level one, or a system message): a string or text blocks."""
     if value is None:
         return []
     if isinstance(value, str):
         return [{"role": "system", "content": value}] if value else []
-    blocks = fields.array(value, "system")
-    if blocks is None:
-        raise errors.invalid_type("system", "a string or an array of text blocks", value)
-    text = "\n".join(_text_block(block, f"system[{i}]") for i, block in enumerate(blocks))
+    if not isinstance(value, list):
+        raise errors.invalid_type(param, "a string or an array of text blocks", value)
+    text = "\n".join(_text_block(block, f"{param}[{i}]") for i, block in enumerate(value))
     return [{"role": "system", "content": text}] if text else []
 
 
@@ -108,6 +113,9 @@ def _messages(value: object) -> list[dict]:
         message = _block(message, param)
         role = fields.required_choice(message, "role", f"{param}.role", ROLES)
         content = fields.required(message, "content", f"{param}.content")
+        if role == "system":
+            chat += _system(content, f"{param}.content")
+            continue
         if isinstance(content, str):
             chat.append({"role": role, "content": content})
             continue
@@ -211,6 +219,17 @@ def _tool_choice(value: object, tools: tuple[FunctionTool, ...]) -> tuple[str | 
             raise errors.invalid_value("tool_choice.name", f"Tool '{name}' not found in 'tools'.")
         return {"type": "function", "function": {"name": name}}, parallel
     return ("required" if kind == "any" else "auto"), parallel
+
+
+def _output_format(value: object) -> dict | None:
+    config = fields.obj(value, "output_config") or {}
+    fields.string(config.get("effort"), "output_config.effort")
+    form = fields.obj(config.get("format"), "output_config.format")
+    if form is None:
+        return None
+    fields.required_choice(form, "type", "output_config.format.type", ("json_schema",))
+    schema = fields.required_object(form, "schema", "output_config.format.schema")
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": True}}
 
 
 def _stop_sequences(value: object) -> tuple[str, ...]:
