@@ -16,7 +16,7 @@ from compat import errors as openai_errors
 from gateway.body import read_json
 from gateway.chat_turn import ChatTurn, count_prompt_tokens, start_turn
 from gateway.sse import Framing, named_event, stream_events
-from gateway.state import USAGE, serving_model
+from gateway.state import REQUEST_ID, USAGE, serving_model
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     messages_request = messages_api.parse_messages_request(body)
     model.check_model(messages_request.model)
+    if messages_request.ignored_fields:
+        logger.debug("request %s: ignoring unknown fields %s", request[REQUEST_ID], messages_request.ignored_fields)
     turn = await start_turn(model, messages_api.chat_body(messages_request), messages_api.PARAMS, new_tool_use_id)
     run = MessageRun(turn, messages_api.MessageStream(f"msg_{uuid.uuid4().hex}", model.name, turn.num_prompt_tokens),
                      messages_request.stop_sequences)

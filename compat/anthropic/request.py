@@ -21,6 +21,14 @@ TOOL_CHOICES = ("auto", "any", "tool", "none")
 DROPPED_BLOCKS = ("thinking", "redacted_thinking")
 MEDIA_BLOCKS = ("image", "document", "search_result", "container_upload")
 MAX_STOP_SEQUENCES = 4  # the chat path's limit; Anthropic documents none
+# Fields read above, or accepted for what they steer here: nothing (caching, effort, context editing, routing).
+KNOWN_FIELDS = frozenset(
+    (
+        "model max_tokens messages system stop_sequences stream temperature top_p top_k tools tool_choice metadata "
+        "thinking output_config context_management cache_control service_tier container mcp_servers inference_geo "
+        "speed diagnostics"
+    ).split()
+)
 # Where an error about a chat field points in a Messages request.
 PARAMS = {"stop": "stop_sequences", "response_format": "output_config.format"}
 
@@ -40,6 +48,7 @@ class MessagesRequest:
     top_k: int | None
     user: str | None
     stream: bool
+    ignored_fields: tuple[str, ...] = ()  # top-level fields this server does not know; worth a log line
 
 
 def parse_messages_request(body: dict, counting: bool = False) -> MessagesRequest:
@@ -64,6 +73,7 @@ def parse_messages_request(body: dict, counting: bool = False) -> MessagesReques
         top_k=fields.integer(body.get("top_k"), "top_k", 0),
         user=fields.string(metadata.get("user_id"), "metadata.user_id"),
         stream=bool(fields.boolean(body.get("stream"), "stream")),
+        ignored_fields=tuple(key for key in body if key not in KNOWN_FIELDS),
     )
 
 
