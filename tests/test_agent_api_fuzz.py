@@ -339,3 +339,38 @@ def test_fault_mid_stream_ends_the_stream_with_an_error_event(harness, monkeypat
         error = events[-1]
         assert error["error"]["type"] == "api_error"
     assert "secret" not in json.dumps(events)
+
+
+# ---- --no-responses-store -------------------------------------------------------------------------------------
+
+
+def test_without_the_store_responses_are_served_but_not_kept(harness):
+    """The same engine behind an app started with --no-responses-store."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from gateway.app import create_app
+    from gateway.server_config import ServerConfig
+    from gateway.state import MODEL_SLOT
+
+    async def go() -> None:
+        app = create_app(harness.engine, ServerConfig(served_model_name=NAME, responses_store=False))
+        async with TestClient(TestServer(app)) as client:
+            await app[MODEL_SLOT].settled.wait()
+            served = await client.post(RESPONSES, json=RESPONSE_BASE)
+            assert served.status == 200
+            response = await served.json()
+            validate(response, "Response", strict=True)
+            for method, path, body, status, param in [
+                ("GET", f"{RESPONSES}/{response['id']}", None, 404, None),
+                ("POST", RESPONSES, {**RESPONSE_BASE, "previous_response_id": response["id"]}, 404,
+                 "previous_response_id"),
+                ("POST", RESPONSES, {**RESPONSE_BASE, "background": True}, 400, "background"),
+            ]:
+                reply = await client.request(method, path, json=body)
+                assert reply.status == status
+                raw = await reply.read()
+                check_error(raw)
+                assert orjson.loads(raw)["error"]["param"] == param
+        await drained(harness.engine)
+
+    harness.run(go())
