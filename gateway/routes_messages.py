@@ -15,12 +15,15 @@ from compat import anthropic as messages_api
 from compat import errors as openai_errors
 from gateway.body import read_json
 from gateway.chat_turn import ChatTurn, count_prompt_tokens, start_turn
+from gateway.keepalive import with_keepalive
 from gateway.sse import Framing, named_event, stream_events
 from gateway.state import REQUEST_ID, USAGE, serving_model
 
 logger = logging.getLogger(__name__)
 
 EVENTS = Framing(named_event, b"", messages_api.error_body)
+PING = {"type": "ping"}
+PING_INTERVAL_SECONDS = 15.0  # while a long prompt is prefilled, as Anthropic's API pings its streams
 
 
 def new_tool_use_id() -> str:
@@ -36,7 +39,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         logger.debug("request %s: ignoring unknown fields %s", request[REQUEST_ID], messages_request.ignored_fields)
     turn = await start_turn(model, messages_api.chat_body(messages_request), messages_api.PARAMS, new_tool_use_id)
     run = MessageRun(turn, messages_api.MessageStream(f"msg_{uuid.uuid4().hex}", model.name, turn.num_prompt_tokens),
-                     messages_request.stop_sequences)
+                     messages_request.stop_sequences, PING_INTERVAL_SECONDS)
     try:
         if messages_request.stream:
             return await stream_events(request, run.batches(), EVENTS)
@@ -59,20 +62,22 @@ async def count_tokens(request: web.Request) -> web.Response:
 
 
 class MessageRun:
-    def __init__(self, turn: ChatTurn, message: messages_api.MessageStream, stop_sequences: tuple[str, ...]):
+    def __init__(self, turn: ChatTurn, message: messages_api.MessageStream, stop_sequences: tuple[str, ...],
+                 ping_interval: float):
         self.turn = turn
+        self.ping_interval = ping_interval
         self.message = message
         self.stop_sequences = stop_sequences
         self.error: OpenAIError | None = None
 
     async def batches(self) -> AsyncIterator[list[dict]]:
-        """message_start to message_stop; a failure of the engine mid-stream is an `error` event. The engine
-        request is closed on every way out."""
+        """message_start to message_stop, with a ping whenever the engine has been quiet for ping_interval; a
+        failure of the engine mid-stream is an `error` event. The engine request is closed on every way out."""
         try:
             yield self.message.start()
             try:
-                async for deltas in self.turn.deltas():
-                    yield self.message.add(deltas)
+                async for deltas in with_keepalive(self.turn.deltas(), self.ping_interval):
+                    yield [PING] if deltas is None else self.message.add(deltas)
             except OpenAIError as e:
                 self.error = e
             except Exception:

@@ -214,7 +214,9 @@ def check_response_stream(events: list[dict]) -> None:
 def check_messages_stream(events: list[dict]) -> None:
     assert events[0]["type"] == "message_start" and events[1] == {"type": "ping"}
     for event in events[2:]:
-        if event["type"] == "error":
+        if event["type"] == "ping":
+            assert event == {"type": "ping"}
+        elif event["type"] == "error":
             parse_strictly(event, types.ErrorResponse)
         else:
             parse_strictly(event, STREAM_EVENT)
@@ -374,3 +376,24 @@ def test_without_the_store_responses_are_served_but_not_kept(harness):
         await drained(harness.engine)
 
     harness.run(go())
+
+
+def test_a_stream_waiting_on_the_engine_keeps_pinging(harness, monkeypatch):
+    """Claude Code drops a stream that is silent for 5 minutes; a long prefill must not look like one."""
+    from gateway import routes_messages
+    from tests.test_gateway_fuzz import paused
+
+    monkeypatch.setattr(routes_messages, "PING_INTERVAL_SECONDS", 0.05)
+
+    async def go() -> bytes:
+        with paused(harness.engine):
+            response = await harness.client.post(MESSAGES, json={**MESSAGES_BASE, "stream": True})
+            await asyncio.sleep(0.5)
+        raw = await asyncio.wait_for(response.read(), 30)
+        await drained(harness.engine)
+        return raw
+
+    events = named_events(harness.run(go()))
+    check_messages_stream(events)
+    first_text = next(i for i, e in enumerate(events) if e["type"] == "content_block_start")
+    assert [e["type"] for e in events[1:first_text]].count("ping") >= 3
