@@ -22,6 +22,7 @@ from jax_engine.quantization import int8_weights, resolve_quantization
 from jax_engine.request import Request
 from jax_engine.sampling_params import SamplingParams
 from jax_engine.scheduler import Scheduler, SchedulerOutput
+from jax_engine.step_budget import StepBudget
 from jax_engine.stop_checker import StopChecker
 from jax_engine.structured_output import StructuredOutputManager
 
@@ -95,8 +96,10 @@ class LLMEngine:
                                   self.max_model_len, config.max_num_seqs, config.max_num_batched_tokens,
                                   batch_invariant=config.batch_invariant)
         self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
+        self.step_budget = StepBudget(self.runner.token_buckets, config.max_num_batched_tokens,
+                                      config.max_decode_slowdown)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
-                                   self.max_model_len)
+                                   self.max_model_len, self.step_budget)
         self.structured_output = (StructuredOutputManager(tokenizer, model_config.vocab_size, self.eos_token_ids)
                                   if tokenizer is not None else None)
         self.states: dict[str, RequestState] = {}
@@ -218,6 +221,7 @@ class LLMEngine:
             logger.exception("model step failed; failing the %d requests it held", len(out.scheduled))
             return self._fail(out, f"{type(e).__name__}: {e}")
         t2 = time.perf_counter()
+        self.step_budget.record(out.num_tokens, t2 - t1)
         self.scheduler.update(out)
         outputs = self._process(out, result)
         self.stats.record(out, t1 - t0, t2 - t1, time.perf_counter() - t2)
