@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import orjson
 from aiohttp import web
@@ -76,8 +77,10 @@ class MessageRun:
         try:
             yield self.message.start()
             try:
-                async for deltas in with_keepalive(self.turn.deltas(), self.ping_interval):
-                    yield [PING] if deltas is None else self.message.add(deltas)
+                # closed before the turn is, so that no wait for the engine is left running when it is aborted
+                async with aclosing(with_keepalive(self.turn.deltas(), self.ping_interval)) as outputs:
+                    async for deltas in outputs:
+                        yield [PING] if deltas is None else self.message.add(deltas)
             except OpenAIError as e:
                 self.error = e
             except Exception:

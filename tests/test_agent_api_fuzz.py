@@ -397,3 +397,22 @@ def test_a_stream_waiting_on_the_engine_keeps_pinging(harness, monkeypatch):
     check_messages_stream(events)
     first_text = next(i for i, e in enumerate(events) if e["type"] == "content_block_start")
     assert [e["type"] for e in events[1:first_text]].count("ping") >= 3
+
+
+def test_a_client_leaving_while_the_engine_is_quiet_leaves_nothing_behind(harness, monkeypatch):
+    """It leaves between pings, while the wait for the engine's next output is pending."""
+    from gateway import routes_messages
+    from tests.test_gateway_fuzz import paused
+
+    monkeypatch.setattr(routes_messages, "PING_INTERVAL_SECONDS", 0.05)
+
+    async def go() -> None:
+        with paused(harness.engine):
+            response = await harness.client.post(MESSAGES, json={**MESSAGES_BASE, "max_tokens": 90, "stream": True})
+            for _ in range(3):
+                await response.content.readuntil(b"\n\n")
+            response.close()
+            await asyncio.sleep(0.2)
+        await drained(harness.engine)
+
+    harness.run(go())
