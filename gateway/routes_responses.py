@@ -16,7 +16,7 @@ from compat.responses import PARAMS, ResponsesRequest, ResponseStream, chat_body
 from compat.responses.items import new_id
 from compat.responses.objects import deleted, input_tokens, item_list, response_object
 from gateway.body import read_json
-from gateway.chat_turn import count_prompt_tokens, start_turn
+from gateway.chat_turn import ChatTurn, count_prompt_tokens, start_turn
 from gateway.response_run import ResponseRun
 from gateway.response_store import StoredResponse
 from gateway.responses_state import ResponsesState
@@ -50,7 +50,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             "Background responses need the response store, which this server runs without (--no-responses-store).",
             "background")
     history = state.history(responses_request.previous_response_id)
-    turn = await start_turn(model, chat_body(responses_request, history), PARAMS)
+    turn = await _start_turn(model, responses_request, history)
     run = _new_run(responses_request, model.name, turn, history, state)
     if responses_request.background:
         return await _start_background(request, run, state, responses_request.stream)
@@ -64,6 +64,21 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if run.error is not None:
         raise run.error
     return _json(run.response)
+
+
+async def _start_turn(model, responses_request: ResponsesRequest, history: list[dict]) -> ChatTurn:
+    """With truncation "auto", a conversation too long for the context loses its oldest items until it fits
+    (as OpenAI truncates); with "disabled" (the default) it is refused."""
+    truncated = 0
+    while True:
+        try:
+            return await start_turn(model, chat_body(responses_request, history, truncated), PARAMS)
+        except OpenAIError as e:
+            conversation = len(history) + len(responses_request.input_items)
+            if (responses_request.truncation != "auto" or e.code != "context_length_exceeded"
+                    or truncated + 1 >= conversation):
+                raise
+            truncated += 1
 
 
 def _new_run(responses_request: ResponsesRequest, model_name: str, turn, history: list[dict],

@@ -136,7 +136,7 @@ BAD_BODIES = [
     ({**ASK, "max_tokens": None}, 400, "invalid_request_error", "max_tokens"),
     ({**ASK, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "x"}}]}]},
      400, "invalid_request_error", "messages[0].content[0].type"),
-    ({**ASK, "messages": [{"role": "system", "content": "x"}]}, 400, "invalid_request_error", "messages[0].role"),
+    ({**ASK, "messages": [{"role": "wizard", "content": "x"}]}, 400, "invalid_request_error", "messages[0].role"),
     ({**ASK, "tools": [{"name": "f"}]}, 400, "invalid_request_error", "tools[0].input_schema"),
     ({**ASK, "tool_choice": {"type": "any"}}, 400, "invalid_request_error", "tool_choice"),
     ({**ASK, "temperature": 1.5}, 400, "invalid_request_error", "temperature"),

@@ -211,6 +211,14 @@ def test_background_response_is_polled_then_another_is_cancelled(server, client)
     drained(server)
 
 
+def test_truncation_auto_drops_the_oldest_items_until_the_conversation_fits(client):
+    long = [{"role": "user", "content": "word " * 480}, {"role": "assistant", "content": "word " * 480}]
+    payload, response = created(client, model=DEFAULT_MODEL_NAME, input=[*long, {"role": "user", "content": QUESTION}],
+                                truncation="auto", temperature=0, max_output_tokens=16)
+    assert response.output_text == ANSWER and payload["truncation"] == "auto"
+    assert payload["usage"]["input_tokens"] == len(PROMPT_IDS)  # what is left: the question alone
+
+
 def test_input_tokens_counts_the_prompt(client):
     counted = client.responses.input_tokens.with_raw_response.count(model=DEFAULT_MODEL_NAME, input=QUESTION)
     validate(counted.http_response.json(), "TokenCountsResource", strict=True)

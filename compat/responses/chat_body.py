@@ -15,8 +15,9 @@ from compat.responses.tools import chat_tools
 PARAMS = {"messages": "input", "max_tokens": "max_output_tokens", "response_format": "text.format"}
 
 
-def chat_body(request: ResponsesRequest, history: list[dict]) -> dict:
-    messages = chat_messages([*history, *request.input_items])
+def chat_body(request: ResponsesRequest, history: list[dict], truncated: int = 0) -> dict:
+    """`truncated`: how many of the conversation's oldest items to leave out (truncation "auto")."""
+    messages = chat_messages([*history, *request.input_items][truncated:])
     if not messages:
         raise errors.missing_parameter("input")
     if request.instructions:
