@@ -42,8 +42,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-model-len", type=int, default=32768)
     p.add_argument("--yarn-factor", type=float, default=4.0)
     p.add_argument("--kv-cache-memory", type=float, default=2.0, help="GiB")
+    p.add_argument("--claude-max-output-tokens", type=int, default=64,
+                   help="CLAUDE_CODE_MAX_OUTPUT_TOKENS: the tiny model rarely stops by itself, and Claude Code "
+                        "asks for 32000 and then for continuations")
+    p.add_argument("--compilation-cache-dir", default=None)
     p.add_argument("--cli-dir", default=os.path.join(tempfile.gettempdir(), "cortexstream-agent-clis"))
-    p.add_argument("--timeout", type=float, default=3600.0, help="seconds per client")
+    p.add_argument("--timeout", type=float, default=7200.0, help="seconds per client")
     p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "agent_clients.md"))
     p.add_argument("--append", action="store_true", help="add to --output instead of replacing it")
     return p.parse_args()
@@ -62,8 +66,9 @@ class Server:
     def __init__(self, args: argparse.Namespace, log_path: Path):
         self.overrides = {"rope_scaling": {"rope_type": "yarn", "factor": args.yarn_factor,
                                            "original_max_position_embeddings": 8192}}
-        self.flags = ["--max-model-len", str(args.max_model_len), "--kv-cache-memory", str(args.kv_cache_memory),
-                      "--hf-overrides", json.dumps(self.overrides)]
+        cache = ["--compilation-cache-dir", args.compilation_cache_dir] if args.compilation_cache_dir else []
+        self.flags = [*cache, "--max-model-len", str(args.max_model_len), "--kv-cache-memory",
+                      str(args.kv_cache_memory), "--hf-overrides", json.dumps(self.overrides)]
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
         self.url = ""
@@ -101,24 +106,25 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def codex_run(binary: Path, server: Server, prompt: str, scratch: Path) -> tuple[list[str], dict]:
+def codex_run(binary: Path, server: Server, args: argparse.Namespace, scratch: Path) -> tuple[list[str], dict]:
     home = scratch / "codex-home"
     home.mkdir()
     (home / "config.toml").write_text(
         f'model = "{MODEL}"\nmodel_provider = "cortexstream"\n\n[model_providers.cortexstream]\n'
         f'name = "CortexStream"\nbase_url = "{server.url}/v1"\nwire_api = "responses"\n'
-        "stream_idle_timeout_ms = 3600000\nrequest_max_retries = 0\nstream_max_retries = 0\n")
-    command = [str(binary), "exec", "--skip-git-repo-check", prompt]
+        "stream_idle_timeout_ms = 7200000\nrequest_max_retries = 0\nstream_max_retries = 0\n")
+    command = [str(binary), "exec", "--skip-git-repo-check", args.prompt]
     return command, {"CODEX_HOME": str(home)}
 
 
-def claude_run(binary: Path, server: Server, prompt: str, scratch: Path) -> tuple[list[str], dict]:
+def claude_run(binary: Path, server: Server, args: argparse.Namespace, scratch: Path) -> tuple[list[str], dict]:
     models = {f"ANTHROPIC_{slot}": MODEL for slot in (
         "MODEL", "SMALL_FAST_MODEL", "DEFAULT_HAIKU_MODEL", "DEFAULT_SONNET_MODEL", "DEFAULT_OPUS_MODEL")}
     env = {"HOME": str(scratch / "claude-home"), "ANTHROPIC_BASE_URL": server.url, "ANTHROPIC_API_KEY": "sk-local",
            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1",
-           "API_TIMEOUT_MS": "3600000", **models}
-    command = [str(binary), "-p", prompt, "--max-turns", "1", "--output-format", "stream-json", "--verbose"]
+           "API_TIMEOUT_MS": "7200000", "CLAUDE_STREAM_IDLE_TIMEOUT_MS": "7200000",
+           "CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(args.claude_max_output_tokens), **models}
+    command = [str(binary), "-p", args.prompt, "--max-turns", "1", "--output-format", "stream-json", "--verbose"]
     return command, env
 
 
@@ -130,7 +136,7 @@ def run_client(name: str, binary: Path, server: Server, args: argparse.Namespace
     with tempfile.TemporaryDirectory(prefix=f"agent-{name}-") as scratch:
         workdir = Path(scratch) / "work"
         workdir.mkdir()
-        command, env = RUNNERS[name](binary, server, args.prompt, Path(scratch))
+        command, env = RUNNERS[name](binary, server, args, Path(scratch))
         log_start = len(server.log())
         start = time.monotonic()
         proc = subprocess.run(command, cwd=workdir, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
