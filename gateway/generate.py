@@ -6,7 +6,7 @@ import sys
 import time
 
 from compat.chat_template import ChatTemplate
-from jax_engine.engine import build_llm_engine
+from jax_engine.llm_engine import LLMEngine
 from jax_engine.sampling_params import SamplingParams
 
 
@@ -29,7 +29,7 @@ def prompt_ids(engine, prompt: str, chat: bool) -> list[int]:
 
 def run(args, config) -> int:
     t0 = time.perf_counter()
-    engine = build_llm_engine(config)
+    engine = LLMEngine.from_config(config)
     load_s = time.perf_counter() - t0
     ids = prompt_ids(engine, args.prompt, args.chat)
     engine.add_request("generate", ids, SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens))

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from jax_engine import buckets
 from jax_engine.config import ModelConfig
 from jax_engine.models.llama import AttentionMetadata, LlamaForCausalLM
+from jax_engine.outputs import TokenLogprobs
 from jax_engine.sampler import SamplerFlags, SamplingMetadata, sample
 from jax_engine.sampling_params import MAX_LOGPROBS
 from jax_engine.scheduler import SchedulerOutput
@@ -22,13 +23,6 @@ from jax_engine.structured_output import grammar_bitmask
 from jax_engine.structured_output.bitmask import allow_all
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TokenLogprobs:
-    token_id: int
-    logprob: float
-    top: list[tuple[int, float]]  # up to MAX_LOGPROBS (id, logprob), best first
 
 
 @dataclass

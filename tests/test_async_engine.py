@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from jax_engine.engine import AsyncEngine
+from jax_engine.async_engine import AsyncEngine
 from jax_engine.errors import EngineError, RequestValidationError
 from jax_engine.sampling_params import SamplingParams
 from tests.engine_utils import engine_for

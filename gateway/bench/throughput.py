@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from jax_engine.config import EngineConfig
-from jax_engine.engine import build_llm_engine
+from jax_engine.llm_engine import LLMEngine
 from jax_engine.sampling_params import SamplingParams
 from jax_engine.structured_output import StructuredOutputParams
 
@@ -35,7 +35,7 @@ def random_prompts(num_prompts: int, input_len: int, vocab_size: int, seed: int)
 
 
 def run(args, config: EngineConfig) -> dict:
-    engine = build_llm_engine(config)
+    engine = LLMEngine.from_config(config)
     prompts = random_prompts(args.num_prompts, args.input_len, engine.model_config.vocab_size, args.seed)
     params = SamplingParams(temperature=0.0, max_tokens=args.output_len, ignore_eos=True)
     num_output, elapsed = generate(engine, prompts, params)
