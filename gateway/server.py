@@ -61,7 +61,7 @@ def server_config(args: argparse.Namespace, engine_config: EngineConfig) -> Serv
 
 
 def run(args: argparse.Namespace, engine_config: EngineConfig) -> int:
-    from jax_engine.engine import AsyncEngine
+    from jax_engine import AsyncEngine
 
     config = server_config(args, engine_config)
     return asyncio.run(serve(config, functools.partial(AsyncEngine.from_config, engine_config, config.max_waiting)))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+DEFAULT_WORKER_THREADS = 4
 API_KEY_ENV = "CORTEXSTREAM_API_KEY"
 
 # GGUF file names carry the quantization after the model name: SmolLM2-135M-Instruct.Q4_1.gguf
@@ -25,6 +26,7 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT  # how long running streams may finish on SIGTERM
     retry_after_seconds: int = 1
+    worker_threads: int = DEFAULT_WORKER_THREADS  # templates, tokenization and grammars, off the event loop
     extra_model_names: tuple[str, ...] = field(default=())  # aliases clients may also send in `model`
 
     @property
