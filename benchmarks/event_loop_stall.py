@@ -95,8 +95,11 @@ async def run_phase(session: aiohttp.ClientSession, args, model: str, name: str,
 
 
 def post_json(path: str, body: dict):
+    """A heavy request, serialized now: the client's own loop must not stall while measuring the server's."""
+    data = orjson.dumps(body)
+
     async def send(session: aiohttp.ClientSession) -> int:
-        async with session.post(path, data=orjson.dumps(body), headers={"Content-Type": "application/json"}) as r:
+        async with session.post(path, data=data, headers={"Content-Type": "application/json"}) as r:
             await r.read()
             return r.status
     return send

@@ -11,9 +11,9 @@ from jax_engine.sampling_params import SamplingParams
 
 
 def add_arguments(p) -> None:
-    p.add_argument("prompt")
-    p.add_argument("--max-tokens", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("prompt", help="the text to continue (or, with --chat, the user message)")
+    p.add_argument("--max-tokens", type=int, default=64, help="most tokens to generate")
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
     p.add_argument("--chat", action="store_true", help="wrap the prompt as a user message in the chat template")
     p.set_defaults(warmup=False)
 

@@ -56,11 +56,9 @@ class ServingModel:
     def _check_fits(self, text: str, tokenizer: Tokenizer, param: str) -> None:
         """Text with more bytes than max_model_len tokens can cover is refused before it is tokenized."""
         max_bytes = self.max_model_len * tokenizer.max_bytes_per_token
-        if len(text) * 4 <= max_bytes:  # a character is at most 4 bytes: no need to count them
-            return
-        num_bytes = len(text.encode("utf-8", "surrogatepass"))
-        if num_bytes > max_bytes:
-            raise openai_errors.prompt_too_large(self.max_model_len, num_bytes, max_bytes, param)
+        # A character is 1 to 4 bytes: only text of between max_bytes / 4 and max_bytes characters is counted.
+        if len(text) > max_bytes or (len(text) * 4 > max_bytes and _utf8_length(text) > max_bytes):
+            raise openai_errors.prompt_too_large(self.max_model_len, max_bytes, param)
 
     def decode(self, token_ids: list[int], skip_special_tokens: bool = True) -> str:
         if self.tokenizer is None:
@@ -112,3 +110,7 @@ class ServingModel:
                 await stream.aclose()
             raise
         return streams
+
+
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))

@@ -15,10 +15,10 @@ from jax_engine.structured_output import StructuredOutputParams
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--num-prompts", type=int, default=64)
-    p.add_argument("--input-len", type=int, default=128)
-    p.add_argument("--output-len", type=int, default=128)
-    p.add_argument("--output-json", default=None)
+    p.add_argument("--num-prompts", type=int, default=64, help="requests, all submitted at once")
+    p.add_argument("--input-len", type=int, default=128, help="prompt tokens per request")
+    p.add_argument("--output-len", type=int, default=128, help="output tokens per request")
+    p.add_argument("--output-json", default=None, help="write the results (vLLM's keys) here")
     p.add_argument("--hbm-tbps", type=float, default=None,
                    help="memory bandwidth for the roofline (default: known GPUs' HBM, else none)")
     p.add_argument("--json-schema", default=None, metavar="PATH",
