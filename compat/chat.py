@@ -280,11 +280,11 @@ def tool_call_delta(
     index: int, id: str | None = None, name: str | None = None, arguments: str | None = None
 ) -> dict:
     """A piece of the `index`-th tool call: its first piece has `id` and `name`, later ones `arguments`."""
-    call = {"index": index}
+    call: dict[str, object] = {"index": index}
     if id is not None:
         call["id"] = id
         call["type"] = "function"
-    function = {}
+    function: dict[str, str] = {}
     if name is not None:
         function["name"] = name
     if arguments is not None:
@@ -295,7 +295,7 @@ def tool_call_delta(
 
 
 def _choice(choice: ChatChoiceData) -> dict:
-    message = {"role": "assistant", "content": choice.text, "refusal": None}
+    message: dict[str, object] = {"role": "assistant", "content": choice.text, "refusal": None}
     if choice.tool_calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}

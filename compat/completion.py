@@ -98,7 +98,7 @@ def parse_prompts(value: object) -> list[str | list[int]]:
         raise errors.missing_parameter("prompt")
     if isinstance(value, str):
         return [_text_prompt(value, "prompt")]
-    fields.array(value, "prompt", min_length=1)
+    value = fields.array(value, "prompt", min_length=1) or []
     if all(isinstance(item, str) for item in value):
         return [_text_prompt(item, f"prompt[{i}]") for i, item in enumerate(value)]
     if all(isinstance(item, list) for item in value):

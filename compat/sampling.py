@@ -145,9 +145,10 @@ def _logit_bias(value: object) -> dict[int, float] | None:
     for key, bias in biases.items():
         token_id = _token_id_key(key)
         param = f"logit_bias.{key}"
-        if bias is None:
+        number = read.number(bias, param, -LOGIT_BIAS_LIMIT, LOGIT_BIAS_LIMIT)
+        if number is None:
             raise errors.invalid_type(param, "a decimal", bias)
-        parsed[token_id] = read.number(bias, param, -LOGIT_BIAS_LIMIT, LOGIT_BIAS_LIMIT)
+        parsed[token_id] = number
     return parsed
 
 

@@ -33,10 +33,11 @@ def run(args, config) -> int:
     load_s = time.perf_counter() - t0
     ids = prompt_ids(engine, args.prompt, args.chat)
     engine.add_request("generate", ids, SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens))
-    start, first, n = time.perf_counter(), None, 0
+    start, n = time.perf_counter(), 0
+    first = start
     while engine.has_unfinished_requests():
         for out in engine.step():
-            if first is None:
+            if n == 0:
                 first = time.perf_counter()
             n += len(out.new_token_ids)
             sys.stdout.write(out.new_text)

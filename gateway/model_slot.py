@@ -69,19 +69,24 @@ class ModelSlot:
 async def _in_daemon_thread(fn: Callable[[], EngineClient]) -> EngineClient:
     """Like asyncio.to_thread, but a daemon thread: a SIGTERM during a long load need not wait for it."""
     loop = asyncio.get_running_loop()
-    future = loop.create_future()
+    future: asyncio.Future[EngineClient] = loop.create_future()
 
-    def settle(setter, value) -> None:
+    def resolve(engine: EngineClient) -> None:
         if not future.done():
-            setter(value)
+            future.set_result(engine)
+
+    def fail(error: BaseException) -> None:
+        if not future.done():
+            future.set_exception(error)
 
     def target() -> None:
-        try:
-            outcome = (future.set_result, fn())
-        except BaseException as e:
-            outcome = (future.set_exception, e)
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-            loop.call_soon_threadsafe(settle, *outcome)
+            try:
+                engine = fn()
+            except BaseException as e:
+                loop.call_soon_threadsafe(fail, e)
+            else:
+                loop.call_soon_threadsafe(resolve, engine)
 
     threading.Thread(target=target, name="engine-loader", daemon=True).start()
     return await future

@@ -6,7 +6,7 @@ Closing the stream (always, in a finally) aborts the request in the engine if it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from gateway.http_errors import from_engine_error
 from gateway.metrics import RequestTracker
@@ -36,7 +36,7 @@ class RequestStream:
         self._tracker.close(aborted)
 
 
-async def merged(streams: list[RequestStream]) -> AsyncIterator[tuple[int, RequestOutput]]:
+async def merged(streams: list[RequestStream]) -> AsyncGenerator[tuple[int, RequestOutput], None]:
     """Outputs of several requests as they come, tagged with the position of their stream."""
     if len(streams) == 1:
         async for out in streams[0]:

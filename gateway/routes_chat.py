@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 import orjson
@@ -97,14 +97,15 @@ class ChatCall:
         content, calls = parse_tool_calls(text, self.tool_names, self.chat.parallel_tool_calls)
         return ChatChoiceData(index, content, _with_tool_calls(finish_reason, calls), logprobs, calls)
 
-    async def events(self, stream: RequestStream) -> AsyncIterator[list[dict]]:
+    async def events(self, stream: RequestStream) -> AsyncGenerator[list[dict], None]:
         """The stream's chunks, a batch per engine output."""
         yield [self._chunk(i, role_delta()) for i in range(self.chat.n)]
         if self.echo:
             yield [self._chunk(i, content_delta(self.echo)) for i in range(self.chat.n)]
         async for out in stream:
             self.summary.add(0, out)
-            yield self._tool_chunks(out) if self.tool_parsers is not None else self._output_chunks(out)
+            parser = self.tool_parsers[out.index] if self.tool_parsers is not None else None
+            yield self._tool_chunks(out, parser) if parser is not None else self._output_chunks(out)
         if self.chat.include_usage:
             yield [chat_usage_chunk(self.response_id, self.model.name, self.created, self.summary.usage())]
 
@@ -116,10 +117,9 @@ class ChatCall:
         delta = content_delta(out.new_text) if out.new_text or finish_reason is None else {}
         return [self._chunk(out.index, delta, finish_reason, logprobs)]
 
-    def _tool_chunks(self, out: RequestOutput) -> list[dict]:
+    def _tool_chunks(self, out: RequestOutput, parser: ToolCallParser) -> list[dict]:
         """The tool parser's content and tool_calls deltas; this output's logprobs ride on the first, and the
         finish_reason comes last on an empty delta, as OpenAI sends it."""
-        parser = self.tool_parsers[out.index]
         deltas = parser.feed(out.new_text)
         finish_reason = wire_finish_reason(out)
         if finish_reason is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -104,13 +104,14 @@ class CompletionCall:
         self.summary.add(position, out)
         index = position * self.n + out.index
         choice = self.choices[index]
-        text, logprobs = "", [] if self.want_logprobs else None
+        text = ""
+        logprobs: list | None = [] if self.want_logprobs else None
         if not choice.started:
             choice.started = True
             text, logprobs = self._echo(position, out)
         if not self.echo_only:
             text += out.new_text
-            if self.want_logprobs:
+            if logprobs is not None:
                 logprobs += self.model.logprobs.completion(out.new_logprobs or ())
         choice.finish_reason = wire_finish_reason(out) or choice.finish_reason
         return index, text, logprobs
@@ -135,7 +136,7 @@ class CompletionCall:
         body = completion_response(self.response_id, self.model.name, self.created, data, self.summary.usage())
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
-    async def events(self, streams: list[RequestStream]) -> AsyncIterator[list[dict]]:
+    async def events(self, streams: list[RequestStream]) -> AsyncGenerator[list[dict], None]:
         """The stream's chunks, one per engine output that brings something to send."""
         async with aclosing(merged(streams)) as outputs:
             async for position, out in outputs:

@@ -78,8 +78,12 @@ async def _wait_for_stop(slot) -> str:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     received: list[str] = []
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
+        loop.add_signal_handler(sig, on_signal, sig)
 
     async def load_failed() -> None:
         await slot.settled.wait()

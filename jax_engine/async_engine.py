@@ -221,7 +221,11 @@ class AsyncEngine:
             handle.outputs.put_nowait(error)
 
     def _broadcast(self, error: BaseException) -> None:
-        self._call_in_loop(lambda: [h.outputs.put_nowait(error) for h in self._handles.values()])
+        self._call_in_loop(self._dispatch_to_all, error)
+
+    def _dispatch_to_all(self, error: BaseException) -> None:
+        for handle in self._handles.values():
+            handle.outputs.put_nowait(error)
 
     def _call_in_loop(self, fn: Callable, *args) -> None:
         if self._loop is not None and not self._loop.is_closed():

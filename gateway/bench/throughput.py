@@ -34,7 +34,7 @@ def random_prompts(num_prompts: int, input_len: int, vocab_size: int, seed: int)
     return prompts
 
 
-def run(args, config: EngineConfig) -> dict:
+def run(args, config: EngineConfig) -> int:
     engine = LLMEngine.from_config(config)
     prompts = random_prompts(args.num_prompts, args.input_len, engine.model_config.vocab_size, args.seed)
     params = SamplingParams(temperature=0.0, max_tokens=args.output_len, ignore_eos=True)
@@ -113,7 +113,7 @@ def roofline(engine, args) -> dict:
     cfg, runner = engine.model_config, engine.runner
     weight_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(runner.state))
     kv_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * runner.k_cache.dtype.itemsize
-    out = {"weight_bytes": int(weight_bytes), "kv_bytes_per_token": int(kv_per_token)}
+    out: dict[str, float] = {"weight_bytes": int(weight_bytes), "kv_bytes_per_token": int(kv_per_token)}
     kind = jax.devices()[0].device_kind
     tbps = args.hbm_tbps or next((v for k, v in HBM_TBPS.items() if k in kind), None)
     if tbps is None:
