@@ -170,9 +170,9 @@ class AsyncEngine:
             while True:
                 if not self._drain_commands(block=not self.core.has_unfinished_requests()):
                     return
-                if self.core.has_unfinished_requests():
-                    self._deliver(self.core.step())
-                self._stats = self.core.stats_snapshot()
+                outputs = self.core.step() if self.core.has_unfinished_requests() else []
+                self._stats = self.core.stats_snapshot()  # before the outputs: a caller never sees it lag them
+                self._deliver(outputs)
         except BaseException as e:  # the engine itself broke: every caller hears it, nobody hangs
             logger.exception("engine thread died")
             self.error = e
