@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -240,3 +241,23 @@ async def test_access_log_line_carries_the_engine_timings(engine, caplog):
     assert "output_tokens=3" in line and "finish_reason=length" in line
     assert "ttft_ms=" in line and "tpot_ms=" in line and "cached_tokens=0" in line
 
+
+
+async def test_bodies_are_read_whole_with_or_without_a_content_length_and_refused_past_the_limit(engine):
+    app = create_app(engine, ServerConfig(served_model_name="tiny", max_body_bytes=4096))
+    body = orjson.dumps({"prompt": "hello " * 100, "max_tokens": 1})
+
+    async def chunked(data: bytes):
+        for i in range(0, len(data), 100):
+            yield data[i:i + 100]
+
+    async with TestClient(TestServer(app)) as client:
+        await app[MODEL_SLOT].settled.wait()
+        headers = {"Content-Type": "application/json"}
+        assert (await client.post("/tokenize", data=body, headers=headers)).status == 200
+        streamed = await client.post("/tokenize", data=chunked(body), headers=headers)
+        assert streamed.status == 200 and (await streamed.json())["count"] > 100
+        big = orjson.dumps({"prompt": "hello " * 1000})
+        for data in (big, chunked(big)):
+            refused = await client.post("/tokenize", data=data, headers=headers)
+            assert refused.status == 413 and (await refused.json())["error"]["code"] == "request_too_large"
