@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 
 HEALTH_PERIOD_S = 0.02
-SETTLE_S = 1.0  # streams reach steady decode before a phase is measured
+SETTLE_S = 3.0  # streams reach steady decode (every one has sent tokens) before a phase is measured
 MIN_WINDOW_S = 5.0  # a phase lasts at least this long, so idle has as many gaps as the heavy phases
 TAIL_S = 2.0  # and goes on this long after the heavy request, so tokens it held back are counted
 
