@@ -85,7 +85,8 @@ def summary(results: list[dict]) -> str:
         lines.append(f"| {r['server']} | " + " | ".join(f"{x['output_throughput']:.1f}" for x in r["levels"]) +
                      f" | {r['long_prompt']['output_throughput']:.1f} | {r['levels'][0]['median_itl_ms']:.1f} ms"
                      f" | {r['long_prompt']['median_ttft_ms']:.0f} ms | {r['peak_rss_mb']:.0f} MB |")
-    ratios = [o["output_throughput"] / p["output_throughput"] for o, p in zip(ours["levels"], peer["levels"])]
+    pairs = zip(ours["levels"], peer["levels"], strict=True)
+    ratios = [o["output_throughput"] / p["output_throughput"] for o, p in pairs]
     ratios.append(ours["long_prompt"]["output_throughput"] / peer["long_prompt"]["output_throughput"])
     lines.append("| ratio | " + " | ".join(f"{x:.2f}x" for x in ratios) +
                  f" | | | {ours['peak_rss_mb'] / peer['peak_rss_mb']:.2f}x |")

@@ -14,7 +14,7 @@ from aiohttp import web
 from compat import OpenAIError
 from compat import errors as openai_errors
 from gateway.http_errors import error_response, from_http_exception, internal_error
-from gateway.state import REQUEST_ID, SERVER_CONFIG, USAGE
+from gateway.state import REQUEST_ID, SERVER_CONFIG, SUMMARY
 
 logger = logging.getLogger("gateway")
 access_logger = logging.getLogger("gateway.access")
@@ -43,11 +43,10 @@ async def request_id_and_access_log(request: web.Request, handler) -> web.Stream
 
 
 def _log_access(request: web.Request, status: int, seconds: float) -> None:
-    usage = request.get(USAGE)
-    tokens = (f" prompt_tokens={usage.get('prompt_tokens', 0)} completion_tokens={usage.get('completion_tokens', 0)}"
-              if usage else "")
+    summary = request.get(SUMMARY)
+    generation = f" {summary.log_fields()}" if summary is not None else ""
     access_logger.info('%s "%s %s" %d%s %.1fms request_id=%s', request.remote, request.method, request.path_qs,
-                       status, tokens, 1000 * seconds, request[REQUEST_ID])
+                       status, generation, 1000 * seconds, request[REQUEST_ID])
 
 
 @web.middleware

@@ -17,13 +17,8 @@ import signal
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.server_config import (
-    DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_SHUTDOWN_TIMEOUT,
-    ServerConfig,
-    api_key_from_env,
-    default_served_model_name,
-)
+from gateway.config_args import add_config_arguments, config_from_args
+from gateway.server_config import ServerConfig, api_key_from_env, default_served_model_name
 from gateway.state import MODEL_SLOT
 from jax_engine.config import EngineConfig
 
@@ -36,32 +31,20 @@ MIN_SHUTDOWN_TIMEOUT = 0.01
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("server")
-    g.add_argument("--host", default="127.0.0.1")
-    g.add_argument("--port", type=int, default=8000, help="0: any free port (the log says which)")
     g.add_argument("--served-model-name", nargs="+", default=None,
                    help="the name(s) clients send in `model`; the first is reported (default: the model's "
                         "file or directory stem)")
-    g.add_argument("--api-key", default=None,
-                   help="require `Authorization: Bearer KEY` on /v1/* (default: $CORTEXSTREAM_API_KEY)")
-    g.add_argument("--allowed-origins", nargs="+", default=[],
-                   help="turn CORS on for these origins ('*' for any)")
-    g.add_argument("--max-waiting", type=int, default=None,
-                   help="bound on waiting requests; beyond it new requests get 429 with Retry-After")
-    g.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    g.add_argument("--shutdown-timeout", type=float, default=DEFAULT_SHUTDOWN_TIMEOUT,
-                   help="seconds running requests may finish after SIGTERM before they are aborted")
+    add_config_arguments(g, ServerConfig)
 
 
 def server_config(args: argparse.Namespace, engine_config: EngineConfig) -> ServerConfig:
     names = tuple(args.served_model_name or (default_served_model_name(engine_config.model),))
-    return ServerConfig(
-        served_model_name=names[0], extra_model_names=names[1:], host=args.host, port=args.port,
-        api_key=api_key_from_env(args.api_key), allowed_origins=tuple(args.allowed_origins),
-        max_waiting=args.max_waiting, max_body_bytes=args.max_body_bytes, shutdown_timeout=args.shutdown_timeout)
+    return config_from_args(ServerConfig, args, served_model_name=names[0], extra_model_names=names[1:],
+                            api_key=api_key_from_env(args.api_key))
 
 
 def run(args: argparse.Namespace, engine_config: EngineConfig) -> int:
-    from jax_engine.engine import AsyncEngine
+    from jax_engine import AsyncEngine
 
     config = server_config(args, engine_config)
     return asyncio.run(serve(config, functools.partial(AsyncEngine.from_config, engine_config, config.max_waiting)))
@@ -95,8 +78,12 @@ async def _wait_for_stop(slot) -> str:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     received: list[str] = []
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
+        loop.add_signal_handler(sig, on_signal, sig)
 
     async def load_failed() -> None:
         await slot.settled.wait()

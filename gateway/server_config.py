@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+DEFAULT_WORKER_THREADS = 4
 API_KEY_ENV = "CORTEXSTREAM_API_KEY"
 
 # GGUF file names carry the quantization after the model name: SmolLM2-135M-Instruct.Q4_1.gguf
@@ -16,16 +17,25 @@ _QUANT_SUFFIX = re.compile(r"[.-](?:I?Q\d\w*|F16|F32|BF16)$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class ServerConfig:
+    """A field whose metadata has a "help" is also a `serve` flag (see gateway/config_args.py)."""
+
     served_model_name: str
-    host: str = "127.0.0.1"
-    port: int = 8000
-    api_key: str | None = None
-    allowed_origins: tuple[str, ...] = ()  # empty: CORS off
-    max_waiting: int | None = None  # bounded waiting queue; beyond it, 429
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT  # how long running streams may finish on SIGTERM
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
+    port: int = field(default=8000, metadata={"help": "port to listen on; 0: any free port (the log says which)"})
+    api_key: str | None = field(default=None, metadata={
+        "help": f"require `Authorization: Bearer KEY` on /v1/* (default: ${API_KEY_ENV})"})
+    allowed_origins: tuple[str, ...] = field(default=(), metadata={
+        "help": "turn CORS on for these origins ('*' for any)"})
+    max_waiting: int | None = field(default=None, metadata={
+        "help": "bound on waiting requests; beyond it new requests get 429 with Retry-After (default: none)"})
+    max_body_bytes: int = field(default=DEFAULT_MAX_BODY_BYTES, metadata={
+        "help": "largest request body; a bigger one gets 413"})
+    shutdown_timeout: float = field(default=DEFAULT_SHUTDOWN_TIMEOUT, metadata={
+        "help": "seconds running requests may finish after SIGTERM before they are aborted"})
+    worker_threads: int = field(default=DEFAULT_WORKER_THREADS, metadata={
+        "help": "threads for chat templates, tokenization and grammar compiles, off the event loop"})
     retry_after_seconds: int = 1
-    extra_model_names: tuple[str, ...] = field(default=())  # aliases clients may also send in `model`
+    extra_model_names: tuple[str, ...] = ()  # aliases clients may also send in `model`
 
     @property
     def model_names(self) -> tuple[str, ...]:
