@@ -50,14 +50,29 @@ FLOAT_TYPES = {int(GGMLQuantizationType.F32), int(GGMLQuantizationType.F16), int
 
 
 @dataclass(frozen=True)
+class GGUFTensorInfo:
+    name: str
+    shape: tuple[int, ...]  # GGUF's order: fastest-varying dimension first
+    ggml_type: int  # a GGMLQuantizationType
+
+
+@dataclass(frozen=True)
 class GGUFHeader:
     metadata: dict[str, Any]  # key -> value, as gguf's ReaderField.contents() gives it
-    tensor_names: tuple[str, ...]
-    quantized: bool = False  # some weight matrix is stored in a quantised type (not F32/F16/BF16)
+    tensors: tuple[GGUFTensorInfo, ...]
+
+    @property
+    def tensor_names(self) -> set[str]:
+        return {t.name for t in self.tensors}
+
+    @property
+    def quantized(self) -> bool:
+        """Some weight matrix is stored in a quantised type (not F32/F16/BF16)."""
+        return any(len(t.shape) > 1 and t.ggml_type not in FLOAT_TYPES for t in self.tensors)
 
 
 def read_gguf_header(path: str | os.PathLike) -> GGUFHeader:
-    """Metadata and tensor names, parsed straight from the mapped file: gguf's GGUFReader takes seconds over
+    """Metadata and tensor infos, parsed straight from the mapped file: gguf's GGUFReader takes seconds over
     a 49k-token vocabulary (a numpy view per string), this takes tens of milliseconds."""
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
@@ -84,15 +99,15 @@ def _parse_header(buf, source: str) -> GGUFHeader:
         key, pos = _read_string(buf, pos)
         (value_type,) = struct.unpack_from("<I", buf, pos)
         metadata[key], pos = _read_value(buf, pos + 4, value_type)
-    names, quantized = [], False
+    tensors = []
     for _ in range(n_tensors):
         name, pos = _read_string(buf, pos)
         (n_dims,) = struct.unpack_from("<I", buf, pos)
-        (tensor_type,) = struct.unpack_from("<I", buf, pos + 4 + 8 * n_dims)
-        quantized |= n_dims > 1 and tensor_type not in FLOAT_TYPES
-        pos += 4 + 8 * n_dims + 4 + 8  # dims, type, offset
-        names.append(name)
-    return GGUFHeader(metadata, tuple(names), quantized)
+        shape = struct.unpack_from(f"<{n_dims}Q", buf, pos + 4)
+        (ggml_type,) = struct.unpack_from("<I", buf, pos + 4 + 8 * n_dims)
+        pos += 4 + 8 * n_dims + 4 + 8  # dims, type, data offset
+        tensors.append(GGUFTensorInfo(name, shape, ggml_type))
+    return GGUFHeader(metadata, tuple(tensors))
 
 
 def _read_string(buf, pos: int) -> tuple[str, int]:
@@ -166,7 +181,7 @@ def gguf_config(header: GGUFHeader, path: str) -> ModelConfig:
     rope_scaling = None
     if metadata.get(f"{arch}.rope.scaling.type") == "linear":
         rope_scaling = {"rope_type": "linear", "factor": float(get("rope.scaling.factor"))}
-    names = set(header.tensor_names)
+    names = header.tensor_names
     sliding = metadata.get(f"{arch}.attention.sliding_window")
     return ModelConfig(
         architecture=GGUF_ARCHITECTURES[arch],
