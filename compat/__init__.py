@@ -24,7 +24,7 @@ from compat.completion import (
 from compat.errors import OpenAIError
 from compat.logprobs import TokenLogprob, TopLogprob
 from compat.models import model_card, model_list
-from compat.sampling import resolve_max_tokens
+from compat.sampling import check_sequences_per_request, resolve_max_tokens
 from compat.tools import FunctionTool, NamedToolChoice, ToolCall
 from compat.usage import usage
 
@@ -54,6 +54,7 @@ __all__ = [
     "parse_chat_request",
     "parse_completion_request",
     "resolve_max_tokens",
+    "check_sequences_per_request",
     "role_delta",
     "tool_call_delta",
     "usage",

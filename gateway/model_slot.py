@@ -54,6 +54,10 @@ class ModelSlot:
         finally:
             self.settled.set()
 
+    def abort_all(self) -> None:
+        if self.model is not None:
+            self.model.engine.abort_all()
+
     async def shutdown(self) -> None:
         if self.model is not None and self.owns_engine:
             await asyncio.to_thread(self.model.engine.shutdown)

@@ -18,6 +18,7 @@ from compat import (
     chat_chunk,
     chat_response,
     chat_usage_chunk,
+    check_sequences_per_request,
     content_delta,
     parse_chat_request,
     role_delta,
@@ -27,7 +28,7 @@ from gateway.body import read_json
 from gateway.request_stream import RequestStream, wire_finish_reason
 from gateway.serving_model import ServingModel
 from gateway.sse import stream_events
-from gateway.state import REQUEST_ID, USAGE, serving_model
+from gateway.state import REQUEST_ID, SERVER_CONFIG, USAGE, serving_model
 from gateway.structured_output import blame_tools, chat_constraint, offers_tools
 from gateway.usage_counter import UsageCounter
 from jax_engine.outputs import RequestOutput
@@ -40,6 +41,7 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     chat = parse_chat_request(body, allow_structured_output=True, allow_tools=True)
     model.check_model(chat.model)
+    check_sequences_per_request(1, chat.n, request.app[SERVER_CONFIG].max_sequences_per_request)
     if chat.ignored_fields:
         logger.debug("request %s: ignoring unknown fields %s", request[REQUEST_ID], chat.ignored_fields)
     prompt_ids = model.chat_prompt_ids(chat)
@@ -115,12 +117,17 @@ class ChatCall:
             yield [chat_usage_chunk(self.response_id, self.model.name, self.created, self.usage.usage())]
 
     def _output_chunks(self, out: RequestOutput) -> list[dict]:
+        """This output's text and logprobs, then (when it is the last) the finish_reason on an empty delta, as
+        OpenAI sends it."""
         logprobs = self._logprobs(out)
         finish_reason = wire_finish_reason(out)
-        if not out.new_text and not logprobs and finish_reason is None and self.model.tokenizer is not None:
-            return []  # a token that completes no character yet (without a tokenizer, every token is sent)
-        delta = content_delta(out.new_text) if out.new_text or finish_reason is None else {}
-        return [self._chunk(out.index, delta, finish_reason, logprobs)]
+        chunks = []
+        if out.new_text or logprobs or (finish_reason is None and self.model.tokenizer is None):
+            # a token that completes no character yet sends nothing (without a tokenizer, every token is sent)
+            chunks.append(self._chunk(out.index, content_delta(out.new_text), None, logprobs))
+        if finish_reason is not None:
+            chunks.append(self._chunk(out.index, {}, finish_reason))
+        return chunks
 
     def _tool_chunks(self, out: RequestOutput) -> list[dict]:
         """The tool parser's content and tool_calls deltas; this output's logprobs ride on the first, and the

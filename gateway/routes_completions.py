@@ -15,6 +15,7 @@ from aiohttp import web
 from compat import (
     CompletionChoiceData,
     CompletionRequest,
+    check_sequences_per_request,
     completion_chunk,
     completion_response,
     completion_usage_chunk,
@@ -24,7 +25,7 @@ from gateway.body import read_json
 from gateway.request_stream import RequestStream, merged, wire_finish_reason
 from gateway.serving_model import ServingModel
 from gateway.sse import stream_events
-from gateway.state import REQUEST_ID, USAGE, serving_model
+from gateway.state import REQUEST_ID, SERVER_CONFIG, USAGE, serving_model
 from gateway.usage_counter import UsageCounter
 from jax_engine.outputs import RequestOutput
 
@@ -42,6 +43,8 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     completion = parse_completion_request(body)
     model.check_model(completion.model)
+    check_sequences_per_request(len(completion.prompts), completion.n,
+                                request.app[SERVER_CONFIG].max_sequences_per_request)
     if completion.ignored_fields:
         logger.debug("request %s: ignoring unknown fields %s", request[REQUEST_ID], completion.ignored_fields)
     prompts = [_prompt(model, p, _param(completion, i)) for i, p in enumerate(completion.prompts)]

@@ -35,6 +35,11 @@ class _Abort:
     request_id: str
 
 
+@dataclass
+class _AbortAll:
+    reason: str
+
+
 _STOP = object()
 
 
@@ -103,15 +108,14 @@ class AsyncEngine:
         if self._stopped:
             raise EngineShutdown("the engine is shutting down")
         self.core.validate(prompt_token_ids, params)
-        if self.max_waiting is not None and self.core.num_waiting + self._pending_adds >= self.max_waiting:
-            raise QueueFull(f"{self.max_waiting} requests are already waiting")
+        self._check_queue_room(params.n)
         if request_id in self._queues:
             raise ValueError(f"duplicate request id {request_id!r}")
         self.start()
         self._loop = asyncio.get_running_loop()
         outputs: asyncio.Queue = asyncio.Queue()
         self._queues[request_id] = outputs
-        self._pending_adds += 1
+        self._pending_adds += params.n
         self._commands.put(_Add(request_id, list(prompt_token_ids), params, priority))
         remaining = params.n
         try:
@@ -127,8 +131,20 @@ class AsyncEngine:
             if remaining:
                 self.abort(request_id)
 
+    def _check_queue_room(self, num_seqs: int) -> None:
+        """Every sample waits as its own sequence. A request larger than the whole bound still gets in when
+        nothing waits, so it is delayed, never starved."""
+        waiting = self.core.num_waiting + self._pending_adds
+        if self.max_waiting is not None and waiting and waiting + num_seqs > self.max_waiting:
+            raise QueueFull(f"{waiting} sequences are already waiting (bound {self.max_waiting})")
+
     def abort(self, request_id: str) -> None:
         self._commands.put(_Abort(request_id))
+
+    def abort_all(self, reason: str = "the server is shutting down") -> None:
+        """Abort every request (each caller gets EngineShutdown) and refuse new ones: the end of a drain."""
+        self._stopped = True
+        self._commands.put(_AbortAll(reason))
 
     # ---- engine thread --------------------------------------------------------------------------
     def _run(self) -> None:
@@ -157,6 +173,10 @@ class AsyncEngine:
                 self._add(cmd)
             elif isinstance(cmd, _Abort):
                 self.core.abort_request(cmd.request_id)
+            elif isinstance(cmd, _AbortAll):
+                for request_id in list(self.core.children):
+                    self.core.abort_request(request_id)
+                self._broadcast(EngineShutdown(cmd.reason))
 
     def _add(self, cmd: _Add) -> None:
         try:
@@ -165,10 +185,10 @@ class AsyncEngine:
         except Exception as e:
             self._deliver_error(cmd.request_id, e)
         finally:
-            self._call_in_loop(self._added)
+            self._call_in_loop(self._added, cmd.params.n)
 
-    def _added(self) -> None:
-        self._pending_adds -= 1
+    def _added(self, num_seqs: int) -> None:
+        self._pending_adds -= num_seqs
 
     def _deliver(self, outputs: list[RequestOutput]) -> None:
         if outputs:
