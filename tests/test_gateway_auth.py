@@ -49,15 +49,3 @@ def test_tokenizer_routes_need_the_key(server, method, path, body):
 def test_version_stays_open(server):
     assert request(server, "GET", "/version").status == 200
 
-
-def test_metrics_can_be_protected_too(tmp_path):
-    process = ServerProcess("--model", TINY_LLAMA, "--max-model-len", "64", "--max-num-seqs", "2",
-                            "--max-num-batched-tokens", "32", "--kv-cache-memory", "0.01", "--no-warmup",
-                            "--compilation-cache-dir", TEST_COMPILATION_CACHE, "--api-key-protects-metrics",
-                            env={"CORTEXSTREAM_API_KEY": KEY}).start()
-    try:
-        assert request(process, "GET", "/metrics").status == 401
-        assert request(process, "GET", "/metrics", headers={"Authorization": f"Bearer {KEY}"}).status == 200
-        assert request(process, "GET", "/health").status == 200
-    finally:
-        process.stop()

@@ -108,6 +108,29 @@ def test_streamed_json_schema_content_validates(server):
     assert events[-1]["choices"][0]["finish_reason"] == "stop"
 
 
+SELF_REQUIRED = {"$defs": {"n": {"type": "object", "properties": {"c": {"$ref": "#/$defs/n"}}, "required": ["c"]}},
+                 "$ref": "#/$defs/n"}  # valid, but no finite instance
+TOO_WIDE = {"anyOf": [{"type": "object", "properties": {f"k{i}": {"type": "integer"}}, "required": [f"k{i}"]}
+                      for i in range(3000)]}
+UNSATISFIABLE = {
+    "self-required $ref": ({"response_format": json_schema_format("n", SELF_REQUIRED)}, "response_format"),
+    "anyOf of 3,000 objects": ({"response_format": json_schema_format("w", TOO_WIDE)}, "response_format"),
+    "tool parameters {$ref: #}": ({"tools": [{"type": "function", "function": {
+        "name": "f", "parameters": {"$ref": "#"}}}], "tool_choice": "required"}, "tools"),
+}
+
+
+@pytest.mark.parametrize("case", UNSATISFIABLE)
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_grammar_the_parser_cannot_follow_is_refused_at_admission(server, case, stream):
+    fields, param = UNSATISFIABLE[case]
+    reply = post(server, "/v1/chat/completions", {"messages": ASK_WEATHER, "max_tokens": 8, "stream": stream,
+                                                  **fields})
+    assert reply.status == 400, reply.text
+    error = reply.json()["error"]
+    assert error["param"] == param and "cannot be enforced" in error["message"]
+
+
 # ---- tools ---------------------------------------------------------------------------------------------
 
 
