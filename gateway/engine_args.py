@@ -25,6 +25,13 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compilation-cache-dir", default=f"{default_cache_dir()}/jax")
     g.add_argument("--no-warmup", dest="warmup", action="store_false")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--batch-invariant", action="store_true",
+                   help="fixed matmul and attention tiles, so a request's tokens never depend on what shares its "
+                        "batch (CPU: 1.4-2x slower; default off)")
+    g.add_argument("--quantization", default="auto", choices=["auto", "none", "int8"],
+                   help="int8: W8A8 matmuls on CPU (weights int8 per output channel, activations int8 per token); "
+                        "auto: int8 on CPU when the checkpoint itself is quantised (GGUF Q4/Q5/Q8/K-quants), "
+                        "else none")
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
@@ -33,4 +40,5 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         block_size=args.block_size, kv_cache_memory=args.kv_cache_memory,
         gpu_memory_utilization=args.gpu_memory_utilization, max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens, enable_prefix_caching=args.enable_prefix_caching,
-        compilation_cache_dir=args.compilation_cache_dir or None, seed=args.seed, warmup=args.warmup)
+        compilation_cache_dir=args.compilation_cache_dir or None, seed=args.seed, warmup=args.warmup,
+        batch_invariant=args.batch_invariant, quantization=args.quantization)

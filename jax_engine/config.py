@@ -98,3 +98,5 @@ class EngineConfig:
     compilation_cache_dir: str | None = field(default_factory=lambda: os.path.join(default_cache_dir(), "jax"))
     seed: int = 0
     warmup: bool = True
+    batch_invariant: bool = False  # fixed matmul and attention tiles: a row's result never depends on its batch
+    quantization: str = "auto"  # none | int8 | auto (int8 on CPU when the checkpoint itself is quantised)

@@ -88,7 +88,8 @@ class LLMEngine:
         bytes_per_block = kv_cache_bytes_per_block(model_config, config.block_size, self.dtype)
         num_blocks = self._num_blocks(bytes_per_block, weights, on_gpu)
         self.runner = ModelRunner(model_config, weights, self.dtype, num_blocks, config.block_size,
-                                  self.max_model_len, config.max_num_seqs, config.max_num_batched_tokens)
+                                  self.max_model_len, config.max_num_seqs, config.max_num_batched_tokens,
+                                  batch_invariant=config.batch_invariant)
         self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
                                    self.max_model_len)

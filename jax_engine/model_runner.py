@@ -14,14 +14,19 @@ from tqdm import tqdm
 
 from jax_engine import buckets
 from jax_engine.config import ModelConfig
+from jax_engine.layers.linear import ROW_TILE
 from jax_engine.models.llama import AttentionMetadata, LlamaForCausalLM
 from jax_engine.sampler import SamplerFlags, SamplingMetadata, sample
 from jax_engine.sampling_params import MAX_LOGPROBS
 from jax_engine.scheduler import SchedulerOutput
 from jax_engine.structured_output import grammar_bitmask
 from jax_engine.structured_output.bitmask import allow_all
+from kernels.paged_attention import attention_backend
+from kernels.paged_attention.xla import PAGES_PER_CHUNK
 
 logger = logging.getLogger(__name__)
+
+PREFILL_BLOCK_Q = 16  # query tokens per attention block in steps that carry a prefill
 
 
 @dataclass
@@ -46,27 +51,38 @@ class BatchInputs:
     num_seqs: int
 
 
+def cast_weights(weights: dict, dtype) -> dict:
+    """Float weights to the compute dtype; int8 weights and their float32 scales stay as they are."""
+    return {k: jnp.asarray(v, dtype) if jnp.issubdtype(v.dtype, jnp.floating) and not k.endswith("_scale")
+            else jnp.asarray(v) for k, v in weights.items()}
+
+
 def kv_cache_bytes_per_block(cfg: ModelConfig, block_size: int, dtype) -> int:
     return 2 * cfg.num_hidden_layers * block_size * cfg.num_key_value_heads * cfg.head_dim * jnp.dtype(dtype).itemsize
 
 
 class ModelRunner:
     def __init__(self, cfg: ModelConfig, weights: dict, dtype, num_blocks: int, block_size: int,
-                 max_model_len: int, max_num_seqs: int, max_num_batched_tokens: int):
+                 max_model_len: int, max_num_seqs: int, max_num_batched_tokens: int,
+                 batch_invariant: bool = False):
         self.config = cfg
         self.dtype = dtype
         self.block_size = block_size
         self.max_num_seqs = max_num_seqs
-        self.max_pages_per_seq = -(-max_model_len // block_size)
-        self.token_buckets = buckets.token_buckets(max_num_batched_tokens)
-        self.page_buckets = buckets.page_buckets(self.max_pages_per_seq)
-        model = LlamaForCausalLM(cfg, {k: jnp.asarray(v, dtype) for k, v in weights.items()})
+        self.batch_invariant = batch_invariant
+        self.seq_multiple = ROW_TILE if batch_invariant else 1
+        self.token_buckets = buckets.token_buckets(max_num_batched_tokens, smallest=self.seq_multiple)
+        self.block_table_width = buckets.round_up(-(-max_model_len // block_size), PAGES_PER_CHUNK)
+        # Decode-shaped steps (one new token per sequence) take one-token query blocks on the XLA path; a
+        # batch-invariant step uses one block shape whatever the batch, and Pallas picks its own tiles.
+        self.decode_block_q = 1 if not batch_invariant and attention_backend() == "xla" else PREFILL_BLOCK_Q
+        model = LlamaForCausalLM(cfg, cast_weights(weights, dtype), batch_invariant=batch_invariant)
         self.graphdef, self.state = nnx.split(model)
         shape = (cfg.num_hidden_layers, num_blocks, block_size, cfg.num_key_value_heads, cfg.head_dim)
         self.k_cache = jnp.zeros(shape, dtype)
         self.v_cache = jnp.zeros(shape, dtype)
         self._forward = jax.jit(self._forward_impl, donate_argnums=(1, 2))
-        self._compiled_steps: dict[tuple[int, int], object] = {}  # (tokens, block-table width) -> executable
+        self._compiled_steps: dict[tuple[int, int], object] = {}  # (tokens, block_q) -> executable
         self._logits = jax.jit(self._logits_impl)
         self._prompt_logprobs = jax.jit(self._prompt_logprobs_impl)
         self.prepare_s = 0.0  # host time building inputs, part of each execute
@@ -90,14 +106,14 @@ class ModelRunner:
     # ---- host side -----------------------------------------------------------------------
     def prepare_inputs(self, out: SchedulerOutput) -> BatchInputs:
         num_tokens = buckets.pick(self.token_buckets, out.num_tokens)
-        num_seqs = buckets.seqs_for_tokens(num_tokens, self.max_num_seqs)
-        width = buckets.pick(self.page_buckets, max(len(s.request.block_table) for s in out.scheduled))
+        num_seqs = buckets.seqs_for_tokens(num_tokens, self.max_num_seqs, self.seq_multiple)
+        decode = all(s.num_new_tokens == 1 for s in out.scheduled)
         token_ids = np.zeros(num_tokens, np.int32)
         positions = np.zeros(num_tokens, np.int32)
         slot_mapping = np.full(num_tokens, -1, np.int32)
         query_start_loc = np.full(num_seqs + 1, out.num_tokens, np.int32)
         context_lens = np.zeros(num_seqs, np.int32)
-        block_tables = np.zeros((num_seqs, width), np.int32)
+        block_tables = np.zeros((num_seqs, self.block_table_width), np.int32)
         logits_indices = np.zeros(num_seqs, np.int32)
         start = 0
         for i, s in enumerate(out.scheduled):
@@ -113,14 +129,15 @@ class ModelRunner:
             block_tables[i, :len(table)] = table
             start += n
             logits_indices[i] = start - 1
-        md = AttentionMetadata(slot_mapping, block_tables, context_lens, query_start_loc)
+        md = AttentionMetadata(slot_mapping, block_tables, context_lens, query_start_loc,
+                               block_q=self.decode_block_q if decode else PREFILL_BLOCK_Q)
         return BatchInputs(token_ids, positions, md, logits_indices, num_seqs)
 
     def execute(self, out: SchedulerOutput) -> ModelRunnerOutput:
         t0 = time.perf_counter()
         batch = self.prepare_inputs(out)
         self.prepare_s += time.perf_counter() - t0
-        step = self._compiled_steps.get((len(batch.token_ids), batch.md.block_tables.shape[1]), self._forward)
+        step = self._compiled_steps.get((len(batch.token_ids), batch.md.block_q), self._forward)
         logits, hidden, self.k_cache, self.v_cache = step(
             self.state, self.k_cache, self.v_cache, batch.token_ids, batch.positions, batch.md,
             batch.logits_indices)
@@ -174,18 +191,21 @@ class ModelRunner:
                 for rid, (a, n, k) in spans.items()}
 
     def warmup(self) -> float:
-        """Compile (ahead of time, without running) every (token bucket, page bucket) step, and the samplers."""
+        """Compile (ahead of time, without running) every step shape, and the samplers."""
         start = time.perf_counter()
-        shapes = [(t, w) for t in self.token_buckets for w in self.page_buckets]
-        for num_tokens, width in tqdm(shapes, desc="Compiling model step", unit="shape"):
-            num_seqs = buckets.seqs_for_tokens(num_tokens, self.max_num_seqs)
-            md = AttentionMetadata(np.full(num_tokens, -1, np.int32), np.zeros((num_seqs, width), np.int32),
-                                   np.zeros(num_seqs, np.int32), np.zeros(num_seqs + 1, np.int32))
+        shapes = [(t, PREFILL_BLOCK_Q) for t in self.token_buckets]
+        if self.decode_block_q != PREFILL_BLOCK_Q:
+            shapes += [(t, self.decode_block_q) for t in self.token_buckets if t <= self.max_num_seqs]
+        for num_tokens, block_q in tqdm(shapes, desc="Compiling model step", unit="shape"):
+            num_seqs = buckets.seqs_for_tokens(num_tokens, self.max_num_seqs, self.seq_multiple)
+            md = AttentionMetadata(np.full(num_tokens, -1, np.int32),
+                                   np.zeros((num_seqs, self.block_table_width), np.int32),
+                                   np.zeros(num_seqs, np.int32), np.zeros(num_seqs + 1, np.int32), block_q=block_q)
             tokens = np.zeros(num_tokens, np.int32)
             lowered = self._forward.lower(self.state, self.k_cache, self.v_cache, tokens, tokens, md,
                                           np.zeros(num_seqs, np.int32))
-            self._compiled_steps[(num_tokens, width)] = lowered.compile()
-            if width == self.page_buckets[0]:
+            self._compiled_steps[(num_tokens, block_q)] = lowered.compile()
+            if block_q == PREFILL_BLOCK_Q:
                 self._warm_samplers(num_seqs)
         return time.perf_counter() - start
 

@@ -1,5 +1,8 @@
-"""A greedy request's tokens do not depend on what else shares its batches."""
+"""With --batch-invariant, a greedy request's tokens do not depend on what else shares its batches."""
 
+import pytest
+
+from jax_engine.loader import default_model_path
 from jax_engine.sampling_params import SamplingParams
 from tests.engine_utils import engine_for, run_to_completion
 
@@ -22,30 +25,34 @@ def among_others(engine, ids, others, stagger=False):
     return run_to_completion(engine)["target"]
 
 
-def test_same_tokens_alone_and_among_31_others(smollm2_engine):
-    ids = smollm2_engine.tokenizer.encode(PROMPT)
-    smollm2_engine.block_manager.reset_prefix_cache()
-    reference = alone(smollm2_engine, ids)
-    smollm2_engine.block_manager.reset_prefix_cache()
-    assert among_others(smollm2_engine, ids, OTHERS) == reference
-    assert among_others(smollm2_engine, ids, OTHERS, stagger=True) == reference
+@pytest.fixture(scope="module")
+def invariant_engine():
+    return engine_for(default_model_path(), max_model_len=512, max_num_batched_tokens=128, max_num_seqs=32,
+                      kv_cache_memory=0.25, batch_invariant=True)
 
 
-def test_same_tokens_with_prefix_cache_hit(smollm2_engine):
-    ids = smollm2_engine.tokenizer.encode(PROMPT * 3)
-    smollm2_engine.block_manager.reset_prefix_cache()
-    first = alone(smollm2_engine, ids)
-    hits = smollm2_engine.block_manager.num_hits
-    second = alone(smollm2_engine, ids)
-    assert smollm2_engine.block_manager.num_hits > hits
+def test_same_tokens_alone_and_among_31_others(invariant_engine):
+    ids = invariant_engine.tokenizer.encode(PROMPT)
+    invariant_engine.block_manager.reset_prefix_cache()
+    reference = alone(invariant_engine, ids)
+    invariant_engine.block_manager.reset_prefix_cache()
+    assert among_others(invariant_engine, ids, OTHERS) == reference
+    assert among_others(invariant_engine, ids, OTHERS, stagger=True) == reference
+
+
+def test_same_tokens_with_prefix_cache_hit(invariant_engine):
+    ids = invariant_engine.tokenizer.encode(PROMPT * 3)
+    invariant_engine.block_manager.reset_prefix_cache()
+    first = alone(invariant_engine, ids)
+    hits = invariant_engine.block_manager.num_hits
+    second = alone(invariant_engine, ids)
+    assert invariant_engine.block_manager.num_hits > hits
     assert second == first
 
 
 def test_same_tokens_with_chunked_prefill():
-    from jax_engine.loader import default_model_path
-
     chunked = engine_for(default_model_path(), max_model_len=512, max_num_batched_tokens=16, max_num_seqs=32,
-                         kv_cache_memory=0.1, enable_prefix_caching=False)
+                         kv_cache_memory=0.1, enable_prefix_caching=False, batch_invariant=True)
     ids = chunked.tokenizer.encode(PROMPT * 3)
     assert len(ids) > 32
     reference = alone(chunked, ids)

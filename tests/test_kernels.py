@@ -14,10 +14,13 @@ import pytest
 from kernels.paged_attention import pallas_attention, write_kv, write_kv_layer
 from kernels.paged_attention.query_blocks import num_query_blocks, query_blocks, token_slots
 from kernels.paged_attention.reference import ragged_paged_attention
+from kernels.paged_attention.xla import xla_paged_attention
 
 pa = importlib.import_module("kernels.paged_attention")  # `kernels` re-exports a function of that name
 reference_attention = jax.jit(ragged_paged_attention,
                               static_argnames=("sm_scale", "sliding_window", "soft_cap"))
+xla_attention = jax.jit(xla_paged_attention, static_argnames=(
+    "layer", "sm_scale", "sliding_window", "soft_cap", "block_q", "pages_per_chunk", "batch_invariant"))
 
 
 @pytest.fixture(autouse=True)
@@ -223,6 +226,54 @@ def test_pallas_rejects_tiles_triton_cannot_build(knobs):
         pallas_attention(*batch.args, interpret=True, **knobs)
 
 
+# --- the chunked XLA path (the CPU default) against the reference -------------------------------------
+
+def pad_block_tables(batch: Batch, multiple: int) -> jax.Array:
+    """The XLA path walks the table in chunks of pages: its width must be a multiple of the chunk."""
+    tables = np.asarray(batch.block_tables)
+    width = -(-tables.shape[1] // multiple) * multiple
+    return jnp.asarray(np.pad(tables, ((0, 0), (0, width - tables.shape[1]))), jnp.int32)
+
+
+@pytest.mark.parametrize("name", KERNEL_CASES)
+@pytest.mark.parametrize("block_q,pages_per_chunk,batch_invariant", [(16, 2, False), (1, 1, False), (4, 3, True)])
+def test_xla_path_matches_reference(name, block_q, pages_per_chunk, batch_invariant):
+    case = KERNEL_CASES[name]
+    batch = make_batch(case, seed=zlib.crc32(name.encode()))
+    expected = reference_attention(*batch.args, **case.attention_options)
+    k_poisoned = poison_unused(batch.k_pages, batch.unused_slots)
+    v_poisoned = poison_unused(batch.v_pages, batch.unused_slots)
+    out = xla_attention(batch.q, k_poisoned, v_poisoned, pad_block_tables(batch, pages_per_chunk),
+                        *batch.args[4:], **case.attention_options, block_q=block_q,
+                        pages_per_chunk=pages_per_chunk, batch_invariant=batch_invariant)
+    assert out.shape == batch.q.shape and out.dtype == batch.q.dtype
+    assert_close(out, expected, case.dtype)
+    num_real = int(batch.query_start_loc[-1])
+    assert (np.asarray(out[num_real:], np.float32) == 0).all()
+
+
+def test_xla_path_reads_the_stacked_cache_by_layer():
+    batch = make_batch(KERNEL_CASES["mixed_g4"], seed=3)
+    expected = reference_attention(*batch.args)
+    stacked = lambda pages: jnp.stack([jnp.full_like(pages, jnp.nan), pages, jnp.full_like(pages, jnp.nan)])
+    out = xla_attention(batch.q, stacked(batch.k_pages), stacked(batch.v_pages), pad_block_tables(batch, 4),
+                        *batch.args[4:], layer=1, pages_per_chunk=4)
+    assert_close(out, expected, "float32")
+
+
+def test_xla_path_is_batch_invariant_in_that_mode():
+    """A sequence's rows are bit-identical alone and beside others when blocks run one at a time."""
+    case = Case((1, 13, 1, 30), (40, 13, 77, 64), num_q_heads=8, num_kv_heads=2)
+    batch = make_batch(case, seed=5)
+    tables = pad_block_tables(batch, 2)
+    together = xla_attention(batch.q, batch.k_pages, batch.v_pages, tables, *batch.args[4:], pages_per_chunk=2,
+                             batch_invariant=True)
+    start, end = int(batch.query_start_loc[3]), int(batch.query_start_loc[4])
+    alone = xla_attention(batch.q[start:end], batch.k_pages, batch.v_pages, tables[3:4], batch.context_lens[3:4],
+                          jnp.asarray([0, end - start], jnp.int32), pages_per_chunk=2, batch_invariant=True)
+    np.testing.assert_array_equal(np.asarray(together[start:end]), np.asarray(alone))
+
+
 # --- CUDA lowering on this host ---------------------------------------------------------------------
 
 def lowering_args(dtype, num_tokens, num_seqs, num_q_heads=32, num_kv_heads=8, head_dim=128):
@@ -288,13 +339,13 @@ def test_pallas_on_gpu_matches_reference(name):
 
 # --- dispatch -----------------------------------------------------------------------------------------
 
-def test_backend_defaults_to_reference_off_gpu(monkeypatch):
+def test_backend_defaults_to_xla_off_gpu(monkeypatch):
     monkeypatch.delenv(pa.ATTENTION_ENV_VAR, raising=False)
-    expected = "pallas" if jax.default_backend() == "gpu" else "reference"
+    expected = "pallas" if jax.default_backend() == "gpu" else "xla"
     assert pa.attention_backend() == expected
 
 
-@pytest.mark.parametrize("forced", ["pallas", "reference", " Pallas "])
+@pytest.mark.parametrize("forced", ["pallas", "xla", "reference", " Pallas "])
 def test_backend_env_var_forces_choice(monkeypatch, forced):
     monkeypatch.setenv(pa.ATTENTION_ENV_VAR, forced)
     assert pa.attention_backend() == forced.strip().lower()

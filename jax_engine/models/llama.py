@@ -7,7 +7,7 @@ Weights are fused where the math allows: q/k/v into one projection, gate/up into
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,7 @@ class AttentionMetadata:
     block_tables: jax.Array  # [S, pages_per_seq] int32
     context_lens: jax.Array  # [S] int32
     query_start_loc: jax.Array  # [S + 1] int32
+    block_q: int = field(default=16, metadata=dict(static=True))  # query tokens per attention block
 
 
 def layer_param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -69,44 +70,56 @@ class DecoderLayers(nnx.Module):
 
 
 class LlamaForCausalLM(nnx.Module):
-    def __init__(self, cfg: ModelConfig, weights: dict[str, jax.Array]):
+    def __init__(self, cfg: ModelConfig, weights: dict[str, jax.Array], batch_invariant: bool = False):
         self.config = cfg
+        self.batch_invariant = batch_invariant
         self.embed_tokens = nnx.Param(weights["embed_tokens"])
         self.layers = DecoderLayers({k[len("layers."):]: v for k, v in weights.items() if k.startswith("layers.")})
         self.norm = nnx.Param(weights["norm"])
         self.lm_head = nnx.Param(weights["lm_head"]) if "lm_head" in weights else None
+        self.lm_head_scale = nnx.Param(weights["lm_head_scale"]) if "lm_head_scale" in weights else None
         self.inv_freq = np.asarray(inv_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling))
 
-    def __call__(self, token_ids, positions, k_cache, v_cache, md: AttentionMetadata):
+    def __call__(self, token_ids, positions, k_cache, v_cache, md: AttentionMetadata, observe: bool = False):
         """token_ids, positions: [T]; k_cache, v_cache: [L, num_pages, page_size, Hkv, D].
 
-        Returns hidden states [T, hidden] (after the final norm) and the updated caches.
+        Returns hidden states [T, hidden] (after the final norm) and the updated caches; with `observe`, also
+        each projection's per-input-channel max |x| over the tokens, per layer ({name: [L, K]}, for calibration).
         """
         h = self.embed_tokens[...][token_ids]
 
         def layer(carry, xs):
             h, k_cache, v_cache = carry
             w, i = xs
+            stats = {} if observe else None
             a, k_cache, v_cache = self._attention(rms_norm(h, w["input_norm"], self.config.rms_norm_eps),
-                                                  positions, w, k_cache, v_cache, i, md)
+                                                  positions, w, k_cache, v_cache, i, md, stats)
             h = h + a
-            h = h + self._mlp(rms_norm(h, w["post_attention_norm"], self.config.rms_norm_eps), w)
-            return (h, k_cache, v_cache), None
+            h = h + self._mlp(rms_norm(h, w["post_attention_norm"], self.config.rms_norm_eps), w, stats)
+            return (h, k_cache, v_cache), stats
 
         layer_ids = jnp.arange(self.config.num_hidden_layers, dtype=jnp.int32)
-        (h, k_cache, v_cache), _ = jax.lax.scan(layer, (h, k_cache, v_cache), (self.layers.stacked(), layer_ids))
-        return rms_norm(h, self.norm[...], self.config.rms_norm_eps), k_cache, v_cache
+        (h, k_cache, v_cache), stats = jax.lax.scan(layer, (h, k_cache, v_cache),
+                                                    (self.layers.stacked(), layer_ids))
+        h = rms_norm(h, self.norm[...], self.config.rms_norm_eps)
+        return (h, k_cache, v_cache, stats) if observe else (h, k_cache, v_cache)
 
     def compute_logits(self, hidden):
         """hidden: [N, hidden] -> float32 logits [N, vocab]."""
         w = self.lm_head[...] if self.lm_head is not None else self.embed_tokens[...].T
-        return linear(hidden, w).astype(jnp.float32)
+        scale = self.lm_head_scale[...] if self.lm_head_scale is not None else None
+        return linear(hidden, w, scale=scale, batch_invariant=self.batch_invariant).astype(jnp.float32)
 
-    def _attention(self, x, positions, w, k_cache, v_cache, layer_id, md: AttentionMetadata):
+    def _linear(self, x, w, name, stats, bias=None):
+        if stats is not None:
+            stats[name] = jnp.max(jnp.abs(x.astype(jnp.float32)), axis=0)
+        return linear(x, w[name], bias, w.get(f"{name}_scale"), batch_invariant=self.batch_invariant)
+
+    def _attention(self, x, positions, w, k_cache, v_cache, layer_id, md: AttentionMetadata, stats):
         cfg = self.config
         num_tokens, hd = x.shape[0], cfg.head_dim
         nq, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
-        qkv = linear(x, w["qkv_proj"], w.get("qkv_bias"))
+        qkv = self._linear(x, w, "qkv_proj", stats, w.get("qkv_bias"))
         q = qkv[:, : nq * hd].reshape(num_tokens, nq, hd)
         k = qkv[:, nq * hd: (nq + nkv) * hd].reshape(num_tokens, nkv, hd)
         v = qkv[:, (nq + nkv) * hd:].reshape(num_tokens, nkv, hd)
@@ -118,12 +131,13 @@ class LlamaForCausalLM(nnx.Module):
 
         k_cache, v_cache = write_kv_layer(k_cache, v_cache, layer_id, k, v, md.slot_mapping)
         o = paged_attention(q, k_cache, v_cache, md.block_tables, md.context_lens, md.query_start_loc,
-                            layer=layer_id, sm_scale=hd ** -0.5, sliding_window=cfg.sliding_window)
-        return linear(o.reshape(num_tokens, nq * hd), w["o_proj"]), k_cache, v_cache
+                            layer=layer_id, sm_scale=hd ** -0.5, sliding_window=cfg.sliding_window,
+                            block_q=md.block_q, batch_invariant=self.batch_invariant)
+        return self._linear(o.reshape(num_tokens, nq * hd), w, "o_proj", stats), k_cache, v_cache
 
-    def _mlp(self, x, w):
-        gate, up = jnp.split(linear(x, w["gate_up_proj"]), 2, axis=-1)
-        return linear(jax.nn.silu(gate) * up, w["down_proj"])
+    def _mlp(self, x, w, stats):
+        gate, up = jnp.split(self._linear(x, w, "gate_up_proj", stats), 2, axis=-1)
+        return self._linear(jax.nn.silu(gate) * up, w, "down_proj", stats)
 
 
 def random_weights(cfg: ModelConfig, dtype, seed: int = 0) -> dict[str, jax.Array]:

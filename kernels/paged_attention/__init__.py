@@ -1,11 +1,12 @@
-"""Ragged paged attention: the Pallas kernel on GPU, the pure-JAX reference elsewhere.
+"""Ragged paged attention: the Pallas kernel on GPU, the chunked XLA path elsewhere.
 
 The backend is chosen when the caller is traced: Pallas (pallas_gpu.py) when JAX's default backend is
-a GPU, the reference (reference.py) otherwise. The environment variable CORTEXSTREAM_ATTENTION
+a GPU, the chunked XLA path (xla.py) otherwise. The environment variable CORTEXSTREAM_ATTENTION
 overrides that choice:
     CORTEXSTREAM_ATTENTION=pallas     always the Pallas kernel (off GPU it runs in interpret mode: slow,
                                       for debugging only)
-    CORTEXSTREAM_ATTENTION=reference  always the pure-JAX reference
+    CORTEXSTREAM_ATTENTION=xla        always the chunked XLA path
+    CORTEXSTREAM_ATTENTION=reference  always the per-token pure-JAX reference (the oracle; slow)
 """
 
 import os
@@ -16,22 +17,23 @@ from kernels.paged_attention.kv_cache import write_kv_layer
 from kernels.paged_attention.pallas_gpu import ragged_paged_attention as pallas_attention
 from kernels.paged_attention.reference import ragged_paged_attention as reference_attention
 from kernels.paged_attention.reference import token_metadata, write_kv
+from kernels.paged_attention.xla import xla_paged_attention
 
 __all__ = ["ATTENTION_ENV_VAR", "attention_backend", "paged_attention", "pallas_attention",
-           "reference_attention", "token_metadata", "write_kv", "write_kv_layer"]
+           "reference_attention", "token_metadata", "write_kv", "write_kv_layer", "xla_paged_attention"]
 
 ATTENTION_ENV_VAR = "CORTEXSTREAM_ATTENTION"
-BACKENDS = ("pallas", "reference")
+BACKENDS = ("pallas", "xla", "reference")
 
 
 def attention_backend() -> str:
-    """'pallas' or 'reference': the environment's choice, else Pallas exactly when JAX runs on a GPU."""
+    """The environment's choice, else Pallas on a GPU and the chunked XLA path elsewhere."""
     forced = os.environ.get(ATTENTION_ENV_VAR, "").strip().lower()
     if forced:
         if forced not in BACKENDS:
             raise ValueError(f"{ATTENTION_ENV_VAR}={forced!r}; expected one of {BACKENDS}")
         return forced
-    return "pallas" if jax.default_backend() == "gpu" else "reference"
+    return "pallas" if jax.default_backend() == "gpu" else "xla"
 
 
 def paged_attention(
@@ -46,10 +48,17 @@ def paged_attention(
     sm_scale=None,
     sliding_window=None,
     soft_cap=None,
+    block_q: int = 16,
+    batch_invariant: bool = False,
 ):
-    """Causal GQA attention of each query token over its own sequence's paged context -> [T, Hq, D]."""
+    """Causal GQA attention of each query token over its own sequence's paged context -> [T, Hq, D].
+
+    block_q and batch_invariant shape the XLA path (query tokens per block; blocks one at a time)."""
     args = (q, k_pages, v_pages, block_tables, context_lens, query_start_loc)
     options = dict(layer=layer, sm_scale=sm_scale, sliding_window=sliding_window, soft_cap=soft_cap)
-    if attention_backend() == "reference":
+    backend = attention_backend()
+    if backend == "xla":
+        return xla_paged_attention(*args, **options, block_q=block_q, batch_invariant=batch_invariant)
+    if backend == "reference":
         return reference_attention(*args, **options)
     return pallas_attention(*args, **options, interpret=jax.default_backend() != "gpu")

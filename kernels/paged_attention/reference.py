@@ -22,15 +22,15 @@ def token_metadata(query_start_loc, context_lens, num_tokens):
     return seq_ids, positions, valid
 
 
-def _attend_tile(q, k_pages, v_pages, block_tables, context_lens, seq_ids, positions, valid,
+def _attend_tile(q, k_cache, v_cache, layer, block_tables, context_lens, seq_ids, positions, valid,
                  sm_scale, sliding_window, soft_cap):
-    # q: [t, Hq, D]; one gathered context per token: [t, C, Hkv, D]
+    # q: [t, Hq, D]; one gathered context per token: [t, C, Hkv, D], read from the stacked cache in place
     num_q_heads = q.shape[1]
-    num_kv_heads = k_pages.shape[2]
+    num_kv_heads = k_cache.shape[-2]
     group = num_q_heads // num_kv_heads
     pages = block_tables[seq_ids]
-    k = k_pages[pages].reshape(pages.shape[0], -1, num_kv_heads, k_pages.shape[-1])
-    v = v_pages[pages].reshape(pages.shape[0], -1, num_kv_heads, v_pages.shape[-1])
+    k = k_cache[layer, pages].reshape(pages.shape[0], -1, num_kv_heads, k_cache.shape[-1])
+    v = v_cache[layer, pages].reshape(pages.shape[0], -1, num_kv_heads, v_cache.shape[-1])
     qg = q.reshape(q.shape[0], num_kv_heads, group, q.shape[-1])
     s = jnp.einsum("tkgd,tckd->tkgc", qg.astype(jnp.float32), k.astype(jnp.float32)) * sm_scale
     if soft_cap is not None:
@@ -68,14 +68,14 @@ def ragged_paged_attention(
     Tokens past query_start_loc[-1] (padding) and sequences with no context give zeros.
     Work proceeds in fixed tiles of tokens so a token's result never depends on the batch.
     """
-    if layer is not None:
-        k_pages, v_pages = k_pages[layer], v_pages[layer]
+    if layer is None:
+        layer, k_pages, v_pages = 0, k_pages[None], v_pages[None]
     num_tokens = q.shape[0]
     if sm_scale is None:
         sm_scale = q.shape[-1] ** -0.5
     seq_ids, positions, valid = token_metadata(query_start_loc, context_lens, num_tokens)
     attend = lambda xs: _attend_tile(
-        xs[0], k_pages, v_pages, block_tables, context_lens, xs[1], xs[2], xs[3],
+        xs[0], k_pages, v_pages, layer, block_tables, context_lens, xs[1], xs[2], xs[3],
         sm_scale, sliding_window, soft_cap)
     if num_tokens % token_tile or num_tokens <= token_tile:
         return attend((q, seq_ids, positions, valid))
