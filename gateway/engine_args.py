@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 
+from gateway.arg_types import fraction, non_negative_int, positive_float, positive_int, power_of_two
 from jax_engine.config import EngineConfig, default_cache_dir
 
 
@@ -15,16 +17,16 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="auto: float32 on CPU, bfloat16 on GPU")
     g.add_argument("--load-format", default="auto", choices=["auto", "dummy"])
-    g.add_argument("--max-model-len", type=int, default=None)
-    g.add_argument("--block-size", type=int, default=16)
-    g.add_argument("--kv-cache-memory", type=float, default=None, help="KV cache size in GiB")
-    g.add_argument("--gpu-memory-utilization", type=float, default=0.85)
-    g.add_argument("--max-num-seqs", type=int, default=32)
-    g.add_argument("--max-num-batched-tokens", type=int, default=512)
+    g.add_argument("--max-model-len", type=positive_int, default=None)
+    g.add_argument("--block-size", type=power_of_two, default=16)
+    g.add_argument("--kv-cache-memory", type=positive_float, default=None, help="KV cache size in GiB")
+    g.add_argument("--gpu-memory-utilization", type=fraction, default=0.85)
+    g.add_argument("--max-num-seqs", type=positive_int, default=32)
+    g.add_argument("--max-num-batched-tokens", type=positive_int, default=512)
     g.add_argument("--no-enable-prefix-caching", dest="enable_prefix_caching", action="store_false")
     g.add_argument("--compilation-cache-dir", default=f"{default_cache_dir()}/jax")
     g.add_argument("--no-warmup", dest="warmup", action="store_false")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=non_negative_int, default=0)
     g.add_argument("--batch-invariant", action="store_true",
                    help="fixed matmul and attention tiles, so a request's tokens never depend on what shares its "
                         "batch (CPU: 1.4-2x slower; default off)")
@@ -32,6 +34,16 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
                    help="int8: W8A8 matmuls on CPU (weights int8 per output channel, activations int8 per token); "
                         "auto: int8 on CPU when the checkpoint itself is quantised (GGUF Q4/Q5/Q8/K-quants), "
                         "else none")
+
+
+def check_engine_args(args: argparse.Namespace) -> str | None:
+    """What no single flag's type can see; None when the flags fit together."""
+    if args.model is not None and args.load_format != "dummy" and not os.path.exists(args.model):
+        return f"argument --model: {args.model}: no such file or directory"
+    if args.max_num_batched_tokens < args.max_num_seqs:
+        return (f"--max-num-batched-tokens ({args.max_num_batched_tokens}) must be at least --max-num-seqs "
+                f"({args.max_num_seqs}): every running sequence needs a token per step")
+    return None
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:

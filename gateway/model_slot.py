@@ -11,6 +11,8 @@ from collections.abc import Callable
 from compat import errors as openai_errors
 from gateway.metrics import Metrics
 from gateway.serving_model import ServingModel
+from jax_engine.config import ConfigError
+from jax_engine.loader import LoadError
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,9 @@ class ModelSlot:
             engine.start()
             self.model = ServingModel(engine, self.names, self.metrics)
             logger.info("model %s ready (max_model_len %d)", self.model.name, self.model.max_model_len)
+        except (LoadError, ConfigError, ValueError) as e:  # the checkpoint or the flags: one line says it
+            logger.error("cannot load the model: %s", e)
+            self.error = e
         except Exception as e:
             logger.exception("loading the model failed")
             self.error = e

@@ -17,6 +17,7 @@ import signal
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.arg_types import non_negative_float, positive_float, positive_int, tcp_port
 from gateway.connection import ConnectionLimits, GuardedAppRunner
 from gateway.os_limits import RateLimitedLoopErrors, connection_cap, raise_nofile_limit
 from gateway.server_config import (
@@ -34,7 +35,7 @@ from jax_engine.config import EngineConfig
 
 logger = logging.getLogger("gateway")
 
-EXIT_LOAD_FAILED = 2
+EXIT_LOAD_FAILED = 1
 EXIT_CANNOT_LISTEN = 1
 CLEANUP_GRACE = 1.0  # after the deadline: for aborted handlers to write their last event
 
@@ -42,7 +43,7 @@ CLEANUP_GRACE = 1.0  # after the deadline: for aborted handlers to write their l
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1")
-    g.add_argument("--port", type=int, default=8000, help="0: any free port (the log says which)")
+    g.add_argument("--port", type=tcp_port, default=8000, help="0: any free port (the log says which)")
     g.add_argument("--served-model-name", nargs="+", default=None,
                    help="the name(s) clients send in `model`; the first is reported (default: the model's "
                         "file or directory stem)")
@@ -53,24 +54,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with an API key, /metrics requires it too")
     g.add_argument("--allowed-origins", nargs="+", default=[],
                    help="turn CORS on for these origins ('*' for any)")
-    g.add_argument("--max-waiting", type=int, default=None,
+    g.add_argument("--max-waiting", type=positive_int, default=None,
                    help="bound on waiting sequences (every prompt times n counts); beyond it new requests get "
                         f"429 with Retry-After (default: {WAITING_SEQUENCES_PER_SEQ_SLOT} x --max-num-seqs)")
-    g.add_argument("--max-sequences-per-request", type=int, default=DEFAULT_MAX_SEQUENCES_PER_REQUEST,
+    g.add_argument("--max-sequences-per-request", type=positive_int, default=DEFAULT_MAX_SEQUENCES_PER_REQUEST,
                    help="bound on prompts x n in one request; beyond it, 400")
-    g.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    g.add_argument("--max-connections", type=int, default=ConnectionLimits.max_connections,
+    g.add_argument("--max-body-bytes", type=positive_int, default=DEFAULT_MAX_BODY_BYTES)
+    g.add_argument("--max-connections", type=positive_int, default=ConnectionLimits.max_connections,
                    help="open connections beyond this are answered 503 and closed")
-    g.add_argument("--timeout-keep-alive", type=float, default=ConnectionLimits.timeout_keep_alive,
+    g.add_argument("--timeout-keep-alive", type=positive_float, default=ConnectionLimits.timeout_keep_alive,
                    help="seconds an idle connection stays open between requests (and before the first)")
-    g.add_argument("--timeout-request-header", type=float, default=ConnectionLimits.timeout_request_header,
+    g.add_argument("--timeout-request-header", type=positive_float, default=ConnectionLimits.timeout_request_header,
                    help="seconds from a request's first byte to the end of its headers; then 408")
-    g.add_argument("--timeout-request-body", type=float, default=DEFAULT_TIMEOUT_REQUEST_BODY,
+    g.add_argument("--timeout-request-body", type=positive_float, default=DEFAULT_TIMEOUT_REQUEST_BODY,
                    help="seconds for a request's whole body to arrive; then 408")
-    g.add_argument("--timeout-write", type=float, default=ConnectionLimits.timeout_write,
+    g.add_argument("--timeout-write", type=positive_float, default=ConnectionLimits.timeout_write,
                    help="seconds a client may read nothing of its response before it is cut (and its request "
                         "aborted)")
-    g.add_argument("--shutdown-timeout", type=float, default=DEFAULT_SHUTDOWN_TIMEOUT,
+    g.add_argument("--shutdown-timeout", type=non_negative_float, default=DEFAULT_SHUTDOWN_TIMEOUT,
                    help="seconds running requests may finish after SIGTERM before they are aborted")
 
 
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace, engine_config: EngineConfig) -> int:
 
 
 async def serve(config: ServerConfig, engine) -> int:
-    """Serve until a signal (exit 0) or until the model fails to load (exit 2)."""
+    """Serve until a signal (exit 0) or until the model fails to load (exit 1)."""
     asyncio.get_running_loop().set_exception_handler(RateLimitedLoopErrors())
     app = create_app(engine, config)
     runner = GuardedAppRunner(app, config.connection_limits, handle_signals=False, access_log=None,

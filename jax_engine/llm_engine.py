@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from jax_engine.block_manager import BlockManager
-from jax_engine.config import EngineConfig, ModelConfig
+from jax_engine.config import ConfigError, EngineConfig, ModelConfig
 from jax_engine.detokenizer import IncrementalDetokenizer
 from jax_engine.errors import ContextLengthExceeded, RequestValidationError
 from jax_engine.model_runner import ModelRunner, ModelRunnerOutput, kv_cache_bytes_per_block
@@ -84,7 +84,10 @@ class LLMEngine:
         on_gpu = jax.default_backend() == "gpu"
         max_len = config.max_model_len or (model_config.max_position_embeddings if on_gpu
                                            else min(model_config.max_position_embeddings, CPU_DEFAULT_MAX_MODEL_LEN))
-        self.max_model_len = min(max_len, model_config.max_position_embeddings)
+        if max_len > model_config.max_position_embeddings:
+            raise ConfigError(f"{config.model or 'the default model'}: --max-model-len {max_len} exceeds its context "
+                              f"of {model_config.max_position_embeddings} tokens (max_position_embeddings)")
+        self.max_model_len = max_len
         bytes_per_block = kv_cache_bytes_per_block(model_config, config.block_size, self.dtype)
         num_blocks = self._num_blocks(bytes_per_block, weights, on_gpu)
         self.runner = ModelRunner(model_config, weights, self.dtype, num_blocks, config.block_size,
