@@ -233,8 +233,20 @@ class LLMEngine:
                 continue
             token_id, logprobs = result.sampled[req.request_id]
             req.output_token_ids.append(token_id)
-            outputs.append(self._advance(state, token_id, logprobs))
+            outputs.append(self._advance_or_fail(state, token_id, logprobs))
         return outputs
+
+    def _advance_or_fail(self, state: RequestState, token_id: int, logprobs) -> RequestOutput:
+        """A failure in this request's detokenizer, grammar or stop strings fails this request, not the engine."""
+        try:
+            return self._advance(state, token_id, logprobs)
+        except Exception as e:
+            logger.exception("request %s: processing its output failed", state.request.request_id)
+            if state.request.request_id in self.states:
+                self._finish(state)
+            out = self._output(state, [], "", None, "error")
+            out.error = f"{type(e).__name__}: {e}"
+            return out
 
     def _advance(self, state: RequestState, token_id: int, logprobs) -> RequestOutput:
         req, params = state.request, state.request.sampling_params

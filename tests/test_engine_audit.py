@@ -36,3 +36,21 @@ def test_prompt_logprobs_survive_a_preemption_in_the_middle_of_a_chunked_prefill
     assert len(got) == len(expected)
     for a, b in zip(got[1:], expected[1:], strict=True):
         assert a.token_id == b.token_id and a.logprob == pytest.approx(b.logprob, abs=1e-5)
+
+
+def test_a_failure_after_the_model_step_fails_that_request_alone(tiny_llama_path):
+    engine = engine_for(tiny_llama_path)
+    params = SamplingParams(max_tokens=4, temperature=0)
+    engine.add_request("healthy", [5, 6, 7], params)
+    engine.add_request("doomed", [5, 6, 7], params)
+
+    def explode(ids):
+        raise RuntimeError("detokenizer bug")
+
+    engine.states["doomed"].detokenizer.step = explode
+    outputs = [out for _ in range(8) if engine.has_unfinished_requests() for out in engine.step()]
+    doomed = [o for o in outputs if o.request_id == "doomed"]
+    assert [(o.finish_reason, o.error) for o in doomed] == [("error", "RuntimeError: detokenizer bug")]
+    healthy = [o for o in outputs if o.request_id == "healthy"]
+    assert healthy[-1].finish_reason == "length" and sum(len(o.new_token_ids) for o in healthy) == 4
+    assert not engine.has_unfinished_requests() and engine.block_manager.usage == 0
