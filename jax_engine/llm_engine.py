@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -64,6 +65,14 @@ def enable_compilation_cache(path: str | None) -> None:
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def choice_seed(seed: int, index: int) -> int:
+    """Choice 0 samples from the request's seed; choice i from a hash of (seed, i), so no choice replays
+    another seed's stream (seed + i did: seed 5's choice 1 was seed 6's choice 0)."""
+    if index == 0:
+        return seed
+    return int.from_bytes(hashlib.blake2b(f"{seed}/{index}".encode(), digest_size=4).digest(), "little")
 
 
 def resolve_dtype(name: str):
@@ -137,7 +146,7 @@ class LLMEngine:
         ids = [request_id] if params.n == 1 else [f"{i}-{request_id}" for i in range(params.n)]
         self.children[request_id] = ids
         for index, child_id in enumerate(ids):
-            seed = params.seed + index if params.seed is not None else self.rng.getrandbits(32)
+            seed = choice_seed(params.seed, index) if params.seed is not None else self.rng.getrandbits(32)
             req = Request(child_id, list(prompt_token_ids), params, priority=priority, seed=seed % 2**32,
                           parent_id=request_id if params.n > 1 else None, index=index, max_tokens=max_tokens,
                           eos_token_ids=self.eos_token_ids)

@@ -1,7 +1,6 @@
 """Engine behaviours found by auditing the tests: prompt logprobs across a preemption, failures after the model
 step, and seeded samples that must differ across choices and requests (the tiny llama, driven directly)."""
 
-import numpy as np
 import pytest
 
 from jax_engine.sampling_params import SamplingParams
@@ -54,3 +53,19 @@ def test_a_failure_after_the_model_step_fails_that_request_alone(tiny_llama_path
     healthy = [o for o in outputs if o.request_id == "healthy"]
     assert healthy[-1].finish_reason == "length" and sum(len(o.new_token_ids) for o in healthy) == 4
     assert not engine.has_unfinished_requests() and engine.block_manager.usage == 0
+
+
+def sample_choices(engine, request_id: str, seed: int, n: int) -> list[list[int]]:
+    engine.add_request(request_id, [5, 6, 7, 8], SamplingParams(max_tokens=8, temperature=1.0, seed=seed, n=n))
+    tokens = run_to_completion(engine)
+    return [tokens[request_id if i == 0 else f"{request_id}#{i}"] for i in range(n)]
+
+
+def test_seeded_choices_differ_and_never_replay_a_neighbouring_seed(tiny_llama_path):
+    engine = engine_for(tiny_llama_path)
+    five = sample_choices(engine, "five", seed=5, n=3)
+    assert len({tuple(c) for c in five}) == 3
+    assert sample_choices(engine, "five-again", seed=5, n=3) == five
+    six = sample_choices(engine, "six", seed=6, n=3)
+    assert not {tuple(c) for c in five} & {tuple(c) for c in six}
+    assert sample_choices(engine, "one", seed=5, n=1) == five[:1]  # choice 0 is the request's own seed

@@ -102,6 +102,7 @@ def test_seeded_sampling_is_reproducible_with_n_2(client):
 
     first = sample()
     assert sample() == first
+    assert first[0] != first[1]  # the choices are different samples, not one stream twice
 
 
 def test_prompt_list_with_n_2_gives_each_prompt_n_choices_in_order(server):
