@@ -1,6 +1,8 @@
 """Engine behaviours found by auditing the tests: prompt logprobs across a preemption, failures after the model
 step, and seeded samples that must differ across choices and requests (the tiny llama, driven directly)."""
 
+import dataclasses
+
 import pytest
 
 from jax_engine.sampling_params import SamplingParams
@@ -69,3 +71,24 @@ def test_seeded_choices_differ_and_never_replay_a_neighbouring_seed(tiny_llama_p
     six = sample_choices(engine, "six", seed=6, n=3)
     assert not {tuple(c) for c in five} & {tuple(c) for c in six}
     assert sample_choices(engine, "one", seed=5, n=1) == five[:1]  # choice 0 is the request's own seed
+
+
+def generate_text(engine, request_id: str, params: SamplingParams) -> tuple[list[str], str | None, object]:
+    engine.add_request(request_id, engine.tokenizer.encode("The capital of France is"), params)
+    pieces, last = [], None
+    while engine.has_unfinished_requests():
+        for out in engine.step():
+            pieces.append(out.new_text)
+            last = out
+    return pieces, last.finish_reason, last.stop_reason
+
+
+def test_a_stop_string_spanning_a_token_boundary_cuts_the_text_before_it(smollm2_engine):
+    params = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
+    pieces, _, _ = generate_text(smollm2_engine, "free", params)
+    k = next(i for i in range(1, len(pieces)) if len(pieces[i - 1]) >= 2 and len(pieces[i]) >= 2)
+    stop = pieces[k - 1][-2:] + pieces[k][:2]
+    whole = "".join(pieces)
+    cut, finish, reason = generate_text(smollm2_engine, "stopped", dataclasses.replace(params, stop=[stop]))
+    assert (finish, reason) == ("stop", stop)
+    assert "".join(cut) == whole[:whole.index(stop)]

@@ -18,7 +18,7 @@ PROMPT_IDS = GOLDEN["prompt_1"].tolist()
 GREEDY_IDS = GOLDEN["greedy_tokens_1"].tolist()  # "The capital of France is Paris.<|im_end|>"
 ANSWER = "The capital of France is Paris."
 LAST_LOGPROBS = GOLDEN["last_logits_1"] - np.logaddexp.reduce(GOLDEN["last_logits_1"].astype(np.float64))
-LOGPROB_ATOL = 1e-2
+LOGPROB_ATOL = 1e-4  # measured: within 3e-5 of transformers (float32 CPU)
 
 
 def test_greedy_chat_matches_transformers(client):
