@@ -255,7 +255,7 @@ def probe_stalled_reader(server: Server) -> list[tuple[str, str]]:
         if running in ("0.0", "0") and result is None:
             result = f"engine request gone after {time.monotonic() - start:.1f} s"
         state = tcp_state(server, s.getsockname()[1])
-        if result is not None and state != "ESTABLISHED":
+        if result is not None and state != "ESTAB":
             result += f"; server side of the connection {state or 'closed'} after {time.monotonic() - start:.1f} s"
             break
         time.sleep(1)
