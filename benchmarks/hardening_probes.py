@@ -239,8 +239,8 @@ def probe_descriptors(server: Server) -> list[tuple[str, str]]:
 
 def probe_stalled_reader(server: Server) -> list[tuple[str, str]]:
     """A stream whose client reads nothing: the echoed prompt logprobs fill the socket buffers at once."""
-    prompt = "word " * 900
-    body = orjson.dumps({"prompt": prompt, "max_tokens": 100, "echo": True, "logprobs": 5, "stream": True,
+    prompt = "word " * 400
+    body = orjson.dumps({"prompt": prompt, "max_tokens": 600, "echo": True, "logprobs": 5, "stream": True,
                          "ignore_eos": True})
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

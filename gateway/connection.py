@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -24,6 +25,7 @@ from compat import errors as openai_errors
 from gateway.http_errors import RETRY_AFTER_SECONDS, error_response
 
 logger = logging.getLogger("gateway.connection")
+REFUSAL_LOG_INTERVAL = 10.0
 LINGERING_TIME = 2.0  # after a response that left its body unread, how long aiohttp reads and drops the rest
 
 
@@ -44,6 +46,18 @@ def raw_response(error: OpenAIError) -> bytes:
     return head.encode() + body
 
 
+_refusals = {"last": -REFUSAL_LOG_INTERVAL, "since": 0}
+
+
+def _log_refusal(cap: int) -> None:
+    """One line per interval: a flood of refused connections must not become a flood of log lines."""
+    _refusals["since"] += 1
+    now = time.monotonic()
+    if now - _refusals["last"] >= REFUSAL_LOG_INTERVAL:
+        logger.warning("refused %d connection(s): %d are open (--max-connections)", _refusals["since"], cap)
+        _refusals["last"], _refusals["since"] = now, 0
+
+
 class GuardedRequestHandler(RequestHandler):
     def __init__(self, manager: web.Server, *, limits: ConnectionLimits, **kwargs):
         super().__init__(manager, keepalive_timeout=limits.timeout_keep_alive, lingering_time=LINGERING_TIME,
@@ -55,7 +69,7 @@ class GuardedRequestHandler(RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if len(self._manager.connections) > self._limits.max_connections:
-            logger.warning("refusing a connection: %d are open (--max-connections)", self._limits.max_connections)
+            _log_refusal(self._limits.max_connections)
             self._close_with(openai_errors.service_unavailable(
                 "The server has too many open connections. Please retry shortly."))
 
