@@ -30,6 +30,10 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-invariant", action="store_true",
                    help="fixed matmul and attention tiles, so a request's tokens never depend on what shares its "
                         "batch (CPU: 1.4-2x slower; default off)")
+    g.add_argument("--max-decode-slowdown", type=float, default=2.5,
+                   help="while requests decode, size prefill chunks so a step's predicted time stays under this "
+                        "many decode-only steps (learned from measured step times); 0: always "
+                        "--max-num-batched-tokens")
     g.add_argument("--quantization", default="auto", choices=["auto", "none", "int8"],
                    help="int8: W8A8 matmuls on CPU (weights int8 per output channel, activations int8 per token); "
                         "auto: int8 on CPU when the checkpoint itself is quantised (GGUF Q4/Q5/Q8/K-quants), "
@@ -53,4 +57,5 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         gpu_memory_utilization=args.gpu_memory_utilization, max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens, enable_prefix_caching=args.enable_prefix_caching,
         compilation_cache_dir=args.compilation_cache_dir or None, seed=args.seed, warmup=args.warmup,
-        batch_invariant=args.batch_invariant, quantization=args.quantization)
+        batch_invariant=args.batch_invariant, quantization=args.quantization,
+        max_decode_slowdown=args.max_decode_slowdown)

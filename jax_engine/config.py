@@ -99,4 +99,5 @@ class EngineConfig:
     seed: int = 0
     warmup: bool = True
     batch_invariant: bool = False  # fixed matmul and attention tiles: a row's result never depends on its batch
+    max_decode_slowdown: float = 2.5  # cap prefill chunks so a step with decodes takes <= this x a decode step
     quantization: str = "auto"  # none | int8 | auto (int8 on CPU when the checkpoint itself is quantised)

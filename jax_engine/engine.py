@@ -57,7 +57,8 @@ def build_llm_engine(config: EngineConfig) -> LLMEngine:
         return LLMEngine(cfg, weights, None, [], config)
     ckpt = load_checkpoint(config.model)
     logger.info("loaded %s in %.1f s", config.model or "the default model", ckpt.load_seconds)
-    engine = LLMEngine(ckpt.config, ckpt.weights, ckpt.tokenizer, ckpt.generation.eos_token_ids, config)
+    engine = LLMEngine(ckpt.config, ckpt.weights, ckpt.tokenizer, ckpt.generation.eos_token_ids, config,
+                       checkpoint_quantized=ckpt.quantized)
     engine.generation_defaults = ckpt.generation.sampling
     engine.load_seconds = ckpt.load_seconds
     return engine

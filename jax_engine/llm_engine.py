@@ -19,9 +19,11 @@ from jax_engine.detokenizer import IncrementalDetokenizer
 from jax_engine.errors import ContextLengthExceeded, RequestValidationError
 from jax_engine.model_runner import ModelRunner, ModelRunnerOutput, kv_cache_bytes_per_block
 from jax_engine.outputs import RequestOutput
+from jax_engine.quantization import int8_weights, resolve_quantization
 from jax_engine.request import Request
 from jax_engine.sampling_params import SamplingParams
 from jax_engine.scheduler import Scheduler, SchedulerOutput
+from jax_engine.step_budget import StepBudget
 from jax_engine.stop_checker import StopChecker
 from jax_engine.structured_output import StructuredOutputManager
 
@@ -83,7 +85,7 @@ def resolve_dtype(name: str):
 
 class LLMEngine:
     def __init__(self, model_config: ModelConfig, weights: dict, tokenizer, eos_token_ids: list[int],
-                 config: EngineConfig):
+                 config: EngineConfig, checkpoint_quantized: bool = False):
         enable_compilation_cache(config.compilation_cache_dir)
         self.model_config = model_config
         self.config = config
@@ -97,14 +99,19 @@ class LLMEngine:
             raise ConfigError(f"{config.model or 'the default model'}: --max-model-len {max_len} exceeds its context "
                               f"of {model_config.max_position_embeddings} tokens (max_position_embeddings)")
         self.max_model_len = max_len
+        self.quantization = resolve_quantization(config.quantization, checkpoint_quantized, jax.default_backend())
+        if self.quantization == "int8":
+            weights = int8_weights(model_config, weights, tokenizer)
         bytes_per_block = kv_cache_bytes_per_block(model_config, config.block_size, self.dtype)
         num_blocks = self._num_blocks(bytes_per_block, weights, on_gpu)
         self.runner = ModelRunner(model_config, weights, self.dtype, num_blocks, config.block_size,
                                   self.max_model_len, config.max_num_seqs, config.max_num_batched_tokens,
                                   batch_invariant=config.batch_invariant)
         self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
+        self.step_budget = StepBudget(self.runner.token_buckets, config.max_num_batched_tokens,
+                                      config.max_decode_slowdown)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
-                                   self.max_model_len)
+                                   self.max_model_len, self.step_budget)
         self.structured_output = (StructuredOutputManager(tokenizer, model_config.vocab_size, self.eos_token_ids)
                                   if tokenizer is not None else None)
         self.states: dict[str, RequestState] = {}
@@ -114,9 +121,10 @@ class LLMEngine:
         self.warmup_seconds = self.runner.warmup() if config.warmup else 0.0
         if config.warmup and self.structured_output is not None:
             self.structured_output.warmup()
-        logger.info("KV cache: %d blocks of %d tokens (%.2f GiB); max_model_len %d; warmup %.1f s",
-                    num_blocks, config.block_size, num_blocks * bytes_per_block / 2**30, self.max_model_len,
-                    self.warmup_seconds)
+        logger.info("KV cache: %d blocks of %d tokens (%.2f GiB); max_model_len %d; quantization %s; "
+                    "batch invariant %s; warmup %.1f s", num_blocks, config.block_size,
+                    num_blocks * bytes_per_block / 2**30, self.max_model_len, self.quantization,
+                    config.batch_invariant, self.warmup_seconds)
 
     def _num_blocks(self, bytes_per_block: int, weights: dict, on_gpu: bool) -> int:
         if self.config.kv_cache_memory is not None:
@@ -225,6 +233,7 @@ class LLMEngine:
             logger.exception("model step failed; failing the %d requests it held", len(out.scheduled))
             return self._fail(out, f"{type(e).__name__}: {e}")
         t2 = time.perf_counter()
+        self.step_budget.record(out.num_tokens, t2 - t1)
         self.scheduler.update(out)
         outputs = self._process(out, result)
         self.stats.record(out, t1 - t0, t2 - t1, time.perf_counter() - t2)

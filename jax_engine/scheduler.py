@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from jax_engine.block_manager import BlockManager
 from jax_engine.request import Request, RequestStatus
+from jax_engine.step_budget import StepBudget
 
 
 @dataclass
@@ -36,8 +37,9 @@ class SchedulerOutput:
 
 class Scheduler:
     def __init__(self, block_manager: BlockManager, max_num_seqs: int, max_num_batched_tokens: int,
-                 max_model_len: int):
+                 max_model_len: int, step_budget: StepBudget | None = None):
         self.block_manager = block_manager
+        self.step_budget = step_budget
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
         self.max_model_len = max_model_len
@@ -55,6 +57,9 @@ class Scheduler:
     def schedule(self) -> SchedulerOutput:
         out = SchedulerOutput()
         budget = self.max_num_batched_tokens
+        if self.step_budget is not None:
+            num_decodes = sum(r.num_tokens - r.num_computed_tokens == 1 for r in self.running)
+            budget = self.step_budget.token_budget(num_decodes)
         for req in list(self.running):
             if budget == 0:
                 break

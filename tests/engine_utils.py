@@ -13,7 +13,8 @@ from jax_engine.scheduler import ScheduledRequest, SchedulerOutput
 
 
 def small_engine_config(**kw) -> EngineConfig:
-    defaults = dict(dtype="float32", max_model_len=256, max_num_batched_tokens=64, max_num_seqs=16,
+    defaults = dict(dtype="float32", quantization="none", max_decode_slowdown=0.0, max_model_len=256,
+                    max_num_batched_tokens=64, max_num_seqs=16,
                     kv_cache_memory=0.02, warmup=False, compilation_cache_dir="/tmp/cortexstream-test-jax-cache")
     return EngineConfig(**{**defaults, **kw})
 

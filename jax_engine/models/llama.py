@@ -60,12 +60,14 @@ def model_param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-class DecoderLayers(nnx.Module):
+class ParamDict(nnx.Module):
+    """Named weights as nnx Params (the decoder layers stacked on a leading [L] axis; the lm_head's parts)."""
+
     def __init__(self, weights: dict[str, jax.Array]):
         for name, value in weights.items():
             setattr(self, name, nnx.Param(value))
 
-    def stacked(self) -> dict[str, jax.Array]:
+    def as_dict(self) -> dict[str, jax.Array]:
         return {name: p[...] for name, p in vars(self).items() if isinstance(p, nnx.Param)}
 
 
@@ -74,10 +76,9 @@ class LlamaForCausalLM(nnx.Module):
         self.config = cfg
         self.batch_invariant = batch_invariant
         self.embed_tokens = nnx.Param(weights["embed_tokens"])
-        self.layers = DecoderLayers({k[len("layers."):]: v for k, v in weights.items() if k.startswith("layers.")})
+        self.layers = ParamDict({k[len("layers."):]: v for k, v in weights.items() if k.startswith("layers.")})
         self.norm = nnx.Param(weights["norm"])
-        self.lm_head = nnx.Param(weights["lm_head"]) if "lm_head" in weights else None
-        self.lm_head_scale = nnx.Param(weights["lm_head_scale"]) if "lm_head_scale" in weights else None
+        self.lm_head = ParamDict({k: v for k, v in weights.items() if k.startswith("lm_head")})
         self.inv_freq = np.asarray(inv_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling))
 
     def __call__(self, token_ids, positions, k_cache, v_cache, md: AttentionMetadata, observe: bool = False):
@@ -100,20 +101,22 @@ class LlamaForCausalLM(nnx.Module):
 
         layer_ids = jnp.arange(self.config.num_hidden_layers, dtype=jnp.int32)
         (h, k_cache, v_cache), stats = jax.lax.scan(layer, (h, k_cache, v_cache),
-                                                    (self.layers.stacked(), layer_ids))
+                                                    (self.layers.as_dict(), layer_ids))
         h = rms_norm(h, self.norm[...], self.config.rms_norm_eps)
         return (h, k_cache, v_cache, stats) if observe else (h, k_cache, v_cache)
 
     def compute_logits(self, hidden):
         """hidden: [N, hidden] -> float32 logits [N, vocab]."""
-        w = self.lm_head[...] if self.lm_head is not None else self.embed_tokens[...].T
-        scale = self.lm_head_scale[...] if self.lm_head_scale is not None else None
-        return linear(hidden, w, scale=scale, batch_invariant=self.batch_invariant).astype(jnp.float32)
+        head = self.lm_head.as_dict()
+        if "lm_head" not in head:
+            head["lm_head"] = self.embed_tokens[...].T
+        return self._linear(hidden, head, "lm_head", None).astype(jnp.float32)
 
     def _linear(self, x, w, name, stats, bias=None):
         if stats is not None:
             stats[name] = jnp.max(jnp.abs(x.astype(jnp.float32)), axis=0)
-        return linear(x, w[name], bias, w.get(f"{name}_scale"), batch_invariant=self.batch_invariant)
+        outliers = (w[f"{name}_outlier_ids"], w[f"{name}_outlier_rows"]) if f"{name}_outlier_ids" in w else None
+        return linear(x, w[name], bias, w.get(f"{name}_scale"), outliers, batch_invariant=self.batch_invariant)
 
     def _attention(self, x, positions, w, k_cache, v_cache, layer_id, md: AttentionMetadata, stats):
         cfg = self.config
