@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from gateway.arg_types import fraction, non_negative_int, positive_float, positive_int, power_of_two
+from gateway.arg_types import fraction, non_negative_float, non_negative_int, positive_float, positive_int, power_of_two
 from jax_engine.config import EngineConfig, default_cache_dir
 
 
@@ -30,7 +30,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-invariant", action="store_true",
                    help="fixed matmul and attention tiles, so a request's tokens never depend on what shares its "
                         "batch (CPU: 1.4-2x slower; default off)")
-    g.add_argument("--max-decode-slowdown", type=float, default=2.5,
+    g.add_argument("--max-decode-slowdown", type=non_negative_float, default=2.5,
                    help="while requests decode, size prefill chunks so a step's predicted time stays under this "
                         "many decode-only steps (learned from measured step times); 0: always "
                         "--max-num-batched-tokens")
