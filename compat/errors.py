@@ -127,6 +127,17 @@ def context_length_exceeded(
     return invalid_request(message, param, "context_length_exceeded")
 
 
+def prompt_too_large(max_model_len: int, max_bytes: int, param: str = "messages") -> OpenAIError:
+    """Text so long that no tokenization of it fits the context: refused before it is tokenized."""
+    what = "messages" if param == "messages" else "prompt"
+    message = (
+        f"This model's maximum context length is {max_model_len} tokens. However, your {what} is longer than "
+        f"{max_model_len} tokens of this model can be ({max_bytes} bytes of text). Please reduce the length of "
+        f"the {what}."
+    )
+    return invalid_request(message, param, "context_length_exceeded")
+
+
 def invalid_json(detail: str | None = None) -> OpenAIError:
     message = (
         "We could not parse the JSON body of your request. The API expects a JSON payload, "

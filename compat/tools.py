@@ -37,7 +37,7 @@ class FunctionTool:
 
     def to_dict(self) -> dict:
         """The OpenAI form, which is also what HF chat templates read from `tools`."""
-        function = {"name": self.name}
+        function: dict[str, object] = {"name": self.name}
         if self.description is not None:
             function["description"] = self.description
         if self.parameters is not None:
@@ -75,14 +75,14 @@ def parse_tool_choice(value: object, tools: list[FunctionTool] | None) -> ToolCh
     if value is None:
         return "auto" if tools else "none"
     if isinstance(value, str):
-        mode = fields.choice(value, "tool_choice", TOOL_CHOICE_MODES)
+        mode = fields.choice_value(value, "tool_choice", TOOL_CHOICE_MODES)
         if mode != "none" and not tools:
             raise errors.invalid_parameter_combination(
                 "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
                 "tool_choice",
             )
         return mode
-    choice = fields.obj(value, "tool_choice")
+    choice = fields.object_value(value, "tool_choice")
     kind = fields.required(choice, "type", "tool_choice.type")
     if kind != "function":
         raise errors.unsupported_value("tool_choice.type", f"tool_choice of type '{kind}' is not supported.")

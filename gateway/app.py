@@ -11,13 +11,14 @@ from gateway import cors, middlewares, routes_chat, routes_completions, routes_m
 from gateway.body import expect_continue
 from gateway.in_flight import InFlight
 from gateway.metrics import Metrics
-from gateway.model_slot import ModelSlot
+from gateway.model_slot import EngineOrFactory, ModelSlot
 from gateway.server_config import ServerConfig
 from gateway.state import IN_FLIGHT, METRICS, MODEL_SLOT, REQUEST_ID, SERVER_CONFIG
+from gateway.worker_pool import WorkerPool
 
 
-def create_app(engine, config: ServerConfig) -> web.Application:
-    """`engine`: an AsyncEngine (the caller owns it), or a zero-argument factory that builds one; the
+def create_app(engine: EngineOrFactory, config: ServerConfig) -> web.Application:
+    """`engine`: an EngineClient (the caller owns it), or a zero-argument factory that builds one; the
     factory runs in a thread after start-up so /health can answer 503 while the model loads and warms up."""
     app = web.Application(
         client_max_size=config.max_body_bytes,
@@ -29,8 +30,8 @@ def create_app(engine, config: ServerConfig) -> web.Application:
         ],
     )
     app[SERVER_CONFIG] = config
-    metrics = Metrics(config.served_model_name, lambda: slot.core)
-    slot = ModelSlot(config.model_names, metrics)
+    metrics = Metrics(config.served_model_name, lambda: slot.stats())
+    slot = ModelSlot(config.model_names, metrics, WorkerPool(config.worker_threads))
     app[MODEL_SLOT] = slot
     app[METRICS] = metrics
     app[IN_FLIGHT] = InFlight()
@@ -53,7 +54,7 @@ def _add_routes(app: web.Application) -> None:
         app.router.add_post(path, handler, expect_handler=expect_continue)
 
 
-def _engine_lifetime(engine) -> Callable[[web.Application], AsyncIterator[None]]:
+def _engine_lifetime(engine: EngineOrFactory) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         slot = app[MODEL_SLOT]
         loading = asyncio.ensure_future(slot.load(engine))

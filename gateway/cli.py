@@ -7,6 +7,9 @@ import logging
 import os
 import sys
 
+from gateway import generate, server
+from gateway.bench import serve as bench_serve
+from gateway.bench import throughput
 from gateway.engine_args import add_engine_arguments, check_engine_args, engine_config
 
 EXIT_LOAD_FAILED = 1
@@ -16,37 +19,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cortexstream", description="OpenAI-compatible inference over JAX")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from gateway import generate
-    p = sub.add_parser("generate", help="one-shot generation printed to stdout")
+    p = _command(sub, "serve", "run the OpenAI-compatible HTTP server")
+    server.add_arguments(p)
+    add_engine_arguments(p)
+    p.set_defaults(handler=server.run)
+
+    p = _command(sub, "generate", "one-shot generation printed to stdout")
     generate.add_arguments(p)
     add_engine_arguments(p)
     p.set_defaults(warmup=False, handler=generate.run)
 
-    try:
-        from gateway import server
-    except ImportError:
-        server = None
-    if server is not None:
-        p = sub.add_parser("serve", help="run the OpenAI-compatible HTTP server")
-        server.add_arguments(p)
-        add_engine_arguments(p)
-        p.set_defaults(handler=server.run)
-
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
-    from gateway.bench import throughput
-    p = bench.add_parser("throughput", help="offline throughput through the engine")
+    p = _command(bench, "throughput", "offline throughput through the engine")
     throughput.add_arguments(p)
     add_engine_arguments(p)
     p.set_defaults(handler=throughput.run)
-    try:
-        from gateway.bench import serve as bench_serve
-    except ImportError:
-        bench_serve = None
-    if bench_serve is not None:
-        p = bench.add_parser("serve", help="online benchmark against an OpenAI-compatible server")
-        bench_serve.add_arguments(p)
-        p.set_defaults(handler=bench_serve.run, engine=False)
+    p = _command(bench, "serve", "online benchmark against an OpenAI-compatible server")
+    bench_serve.add_arguments(p)
+    p.set_defaults(handler=bench_serve.run, engine=False)
     return parser
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's default, as `vllm serve --help` shows them, unless its help says what unset means."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "(default:" in action.help:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _command(sub, name: str, help: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help, formatter_class=_DefaultsFormatter)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from aiohttp import web
 from compat import OpenAIError
 from compat import errors as openai_errors
 from gateway.http_errors import error_response, from_http_exception, internal_error
-from gateway.state import IN_FLIGHT, REQUEST_ID, SERVER_CONFIG, USAGE
+from gateway.state import IN_FLIGHT, REQUEST_ID, SERVER_CONFIG, SUMMARY
 
 logger = logging.getLogger("gateway")
 access_logger = logging.getLogger("gateway.access")
@@ -48,11 +48,10 @@ async def request_id_and_access_log(request: web.Request, handler) -> web.Stream
 
 
 def _log_access(request: web.Request, status: int, seconds: float) -> None:
-    usage = request.get(USAGE)
-    tokens = (f" prompt_tokens={usage.get('prompt_tokens', 0)} completion_tokens={usage.get('completion_tokens', 0)}"
-              if usage else "")
+    summary = request.get(SUMMARY)
+    generation = f" {summary.log_fields()}" if summary is not None else ""
     access_logger.info('%s "%s %s" %d%s %.1fms request_id=%s', request.remote, request.method, request.path_qs,
-                       status, tokens, 1000 * seconds, request[REQUEST_ID])
+                       status, generation, 1000 * seconds, request[REQUEST_ID])
 
 
 @web.middleware
@@ -80,7 +79,7 @@ async def api_key_middleware(request: web.Request, handler) -> web.StreamRespons
     compared in constant time. CORS preflights carry no credentials and pass."""
     config = request.app[SERVER_CONFIG]
     api_key = config.api_key
-    if api_key and _protected(request, config.protect_metrics):
+    if api_key and _protected(request, config.api_key_protects_metrics):
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise openai_errors.invalid_api_key(provided=False)

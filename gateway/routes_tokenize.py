@@ -8,6 +8,7 @@ from aiohttp import web
 from compat import errors as openai_errors
 from compat import fields, parse_chat_request
 from gateway.body import read_json
+from gateway.serving_model import ServingModel
 from gateway.state import serving_model
 
 
@@ -18,32 +19,37 @@ def _json(body: dict) -> web.Response:
 async def tokenize(request: web.Request) -> web.Response:
     """{"prompt": text} or {"messages": [...]} (rendered by the chat template) -> token ids."""
     model = serving_model(request)
-    body = await read_json(request)
+    body = await read_json(request, model.workers)
     model.check_model(fields.string(body.get("model"), "model"))
     add_special_tokens = fields.boolean(body.get("add_special_tokens"), "add_special_tokens")
+    return_token_strs = fields.boolean(body.get("return_token_strs"), "return_token_strs")
+    if body.get("messages") is None:
+        fields.required_string(body, "prompt", "prompt")
+    ids, token_strs = await model.workers.run(_tokenize, model, body, add_special_tokens, bool(return_token_strs))
+    return _json({"count": len(ids), "max_model_len": model.max_model_len, "tokens": ids, "token_strs": token_strs})
+
+
+def _tokenize(model: ServingModel, body: dict, add_special_tokens: bool | None,
+              return_token_strs: bool) -> tuple[list[int], list[str] | None]:
     if body.get("messages") is not None:
         text = model.chat_prompt_text(parse_chat_request(body, allow_structured_output=True, allow_tools=True))
         ids = model.encode(text, add_special_tokens=bool(add_special_tokens), param="messages")
     else:
-        prompt = fields.required_string(body, "prompt", "prompt")
-        ids = model.encode(prompt, add_special_tokens=add_special_tokens is not False)
-    token_strs = None
-    if fields.boolean(body.get("return_token_strs"), "return_token_strs"):
-        token_strs = [model.logprobs.token(i) for i in ids]
-    return _json({"count": len(ids), "max_model_len": model.max_model_len, "tokens": ids, "token_strs": token_strs})
+        ids = model.encode(body["prompt"], add_special_tokens=add_special_tokens is not False)
+    return ids, [model.logprobs.token(i) for i in ids] if return_token_strs else None
 
 
 async def detokenize(request: web.Request) -> web.Response:
     model = serving_model(request)
-    body = await read_json(request)
+    body = await read_json(request, model.workers)
     model.check_model(fields.string(body.get("model"), "model"))
-    tokens = fields.array(fields.required(body, "tokens"), "tokens")
+    tokens = fields.array(fields.required(body, "tokens"), "tokens") or []
     for i, token_id in enumerate(tokens):
         if fields.integer(token_id, f"tokens[{i}]", 0) is None:
             raise openai_errors.invalid_type(f"tokens[{i}]", "an integer", token_id)
     model.check_token_ids(tokens, "tokens")
     model.require_tokenizer("tokens")
-    return _json({"prompt": model.decode(tokens)})
+    return _json({"prompt": await model.workers.run(model.decode, tokens)})
 
 
 async def tokenizer_info(request: web.Request) -> web.Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 import orjson
@@ -54,7 +54,7 @@ class EventStream:
         await self.response.write_eof()
 
 
-async def stream_events(request: web.Request, batches: AsyncIterator[list[dict]]) -> web.StreamResponse:
+async def stream_events(request: web.Request, batches: AsyncGenerator[list[dict], None]) -> web.StreamResponse:
     """Open the stream and send each batch of events as it comes, then [DONE].
 
     Once the headers are out, a failure can only be told in an event: an OpenAIError (the engine failed the

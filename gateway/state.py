@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway.in_flight import InFlight
 from gateway.metrics import Metrics
 from gateway.model_slot import ModelSlot
+from gateway.request_summary import RequestSummary
 from gateway.server_config import ServerConfig
 from gateway.serving_model import ServingModel
 
@@ -16,7 +17,7 @@ METRICS = web.AppKey("metrics", Metrics)
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
 
 REQUEST_ID = web.RequestKey("request_id", str)
-USAGE = web.RequestKey("usage", dict)  # token counts for the access log
+SUMMARY = web.RequestKey("summary", RequestSummary)  # what the engine did for it, for the access log
 
 
 def serving_model(request: web.Request) -> ServingModel:

@@ -16,6 +16,7 @@ from jax_engine import buckets
 from jax_engine.config import ModelConfig
 from jax_engine.layers.linear import ROW_TILE
 from jax_engine.models.llama import AttentionMetadata, LlamaForCausalLM
+from jax_engine.outputs import TokenLogprobs
 from jax_engine.sampler import SamplerFlags, SamplingMetadata, sample
 from jax_engine.sampling_params import MAX_LOGPROBS
 from jax_engine.scheduler import SchedulerOutput
@@ -27,13 +28,6 @@ from kernels.paged_attention.xla import PAGES_PER_CHUNK
 logger = logging.getLogger(__name__)
 
 PREFILL_BLOCK_Q = 16  # query tokens per attention block in steps that carry a prefill
-
-
-@dataclass
-class TokenLogprobs:
-    token_id: int
-    logprob: float
-    top: list[tuple[int, float]]  # up to MAX_LOGPROBS (id, logprob), best first
 
 
 @dataclass

@@ -13,7 +13,7 @@ from gateway.app import create_app
 from gateway.server_config import ServerConfig, api_key_from_env, default_served_model_name
 from gateway.serving_model import ServingModel
 from gateway.state import METRICS, MODEL_SLOT
-from jax_engine.engine import AsyncEngine
+from jax_engine.async_engine import AsyncEngine
 from tests.engine_utils import engine_for
 from tests.openai_schema import validate
 
@@ -87,7 +87,7 @@ async def test_api_key_guards_every_route_but_health_version_and_metrics(engine)
 
 
 async def test_api_key_can_guard_metrics_too(engine):
-    async with serving(engine, api_key=KEY, protect_metrics=True) as client:
+    async with serving(engine, api_key=KEY, api_key_protects_metrics=True) as client:
         assert (await client.get("/metrics")).status == 401
         assert (await client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"})).status == 200
         assert (await client.get("/health")).status == 200
@@ -355,10 +355,10 @@ async def test_continuous_usage_stats_count_every_chunk(engine):
 
 
 async def test_dummy_weights_serve_token_id_prompts_only(tiny_llama_path):
-    from jax_engine.engine import build_llm_engine
+    from jax_engine.llm_engine import LLMEngine
     from tests.engine_utils import small_engine_config
 
-    engine = AsyncEngine(build_llm_engine(small_engine_config(model=tiny_llama_path, load_format="dummy")))
+    engine = AsyncEngine(LLMEngine.from_config(small_engine_config(model=tiny_llama_path, load_format="dummy")))
     try:
         async with serving(engine) as client:
             ok = await client.post("/v1/completions", json={"prompt": [5, 6, 7], "max_tokens": 2, "logprobs": 0,

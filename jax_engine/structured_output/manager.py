@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import llguidance
 
-from jax_engine.errors import RequestValidationError
+from jax_engine.errors import RequestField, RequestValidationError
 from jax_engine.structured_output.grammar import Grammar
 from jax_engine.structured_output.params import StructuredOutputParams
 from jax_engine.structured_output.vocabulary import ll_tokenizer
@@ -24,8 +24,8 @@ _WHAT = {"json": "the JSON schema", "json_object": "the JSON grammar", "grammar"
 
 
 class StructuredOutputManager:
-    """Thread-safe: the engine validates in the caller's thread (where compile cost belongs) and builds
-    matchers on the engine thread from the cached prototypes."""
+    """Thread-safe: constraints are compiled ahead, in a worker thread of the API server (where compile cost
+    belongs), and the engine thread builds each request's matcher from the cached prototype."""
 
     def __init__(self, tokenizer, vocab_size: int, eos_token_ids: Sequence[int], cache_size: int = 256):
         self._tokenizer = tokenizer
@@ -58,7 +58,7 @@ class StructuredOutputManager:
         error = matcher.get_error() if matcher.is_error() else self._first_step_error(matcher)
         if error is not None:
             raise RequestValidationError(f"{_WHAT[key[0]]} cannot be enforced: {_first_line(error)}",
-                                         param="response_format")
+                                         RequestField.STRUCTURED_OUTPUT)
         with self._lock:
             self._cache[key] = matcher
             while len(self._cache) > self._cache_size:
@@ -94,7 +94,8 @@ def grammar_text(params: StructuredOutputParams) -> str:
         try:
             return llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
         except ValueError as e:
-            raise RequestValidationError(f"the JSON schema is not valid JSON: {e}", param="response_format") from e
+            raise RequestValidationError(f"the JSON schema is not valid JSON: {e}",
+                                         RequestField.STRUCTURED_OUTPUT) from e
     if params.grammar is not None:
         return llguidance.LLMatcher.grammar_from_lark(params.grammar)
     if params.regex is not None:
