@@ -26,7 +26,7 @@ from compat.generation import GenerationRequest
 from compat.logprobs import TokenLogprob, TopLogprob
 from compat.models import model_card, model_list
 from compat.output_constraint import OutputConstraint
-from compat.sampling import SamplingRequest
+from compat.sampling import SamplingRequest, check_sequences_per_request
 from compat.tools import FunctionTool, NamedToolChoice, ToolCall
 from compat.usage import usage
 
@@ -58,6 +58,7 @@ __all__ = [
     "model_list",
     "parse_chat_request",
     "parse_completion_request",
+    "check_sequences_per_request",
     "role_delta",
     "tool_call_delta",
     "usage",

@@ -198,6 +198,18 @@ def service_unavailable(
     return OpenAIError(503, message, SERVER_ERROR, None, None)
 
 
+# 408, and HTTP the server could not parse: the connection itself was wrong.
+
+
+def request_timeout(what: str, seconds: float) -> OpenAIError:
+    message = f"Request timed out: the {what} did not arrive within {seconds:g} seconds."
+    return OpenAIError(408, message, INVALID_REQUEST, None, "request_timeout")
+
+
+def malformed_http(detail: str) -> OpenAIError:
+    return invalid_request(f"Malformed HTTP request: {detail}", None, "malformed_request")
+
+
 def json_type_name(value: object) -> str:
     """The JSON name of a decoded value's type, as error messages say it."""
     if value is None:

@@ -165,3 +165,12 @@ def _token_id_key(key: str) -> int:
             f"Invalid key in 'logit_bias': a token id of {len(digits)} digits is outside every vocabulary.",
         )
     return int(digits)
+
+
+def check_sequences_per_request(num_prompts: int, n: int, limit: int) -> None:
+    """Each prompt times n is one sequence in the engine's queue: a small body must not queue thousands."""
+    if num_prompts * n > limit:
+        raise errors.invalid_request(
+            f"This request asks for {num_prompts * n} sequences ({num_prompts} prompt(s) x n={n}); this server "
+            f"allows at most {limit} per request. Lower 'n' or send fewer prompts per request.", "n",
+            "too_many_sequences")

@@ -169,14 +169,22 @@ class ToolCallParser:
         return self._take()
 
     def finish(self) -> list[dict]:
-        """The end of the output: a call cut short keeps what was streamed; undecided text is content."""
-        if self._call is not None and self._call_id is None:
-            self._give_up_call()
+        """The end of the output. A call cut short (max_tokens) is not a call: it is left out of `calls` and
+        no arguments are invented for it (what a stream already sent of it stays sent, under finish_reason
+        "length"); tool-call markup never becomes content, whole or partial; other undecided text is content."""
         if self._call is not None:
-            self._close_call()
-            self._buffer = ""  # the rest of a closing tag or list
+            if self._call.done:
+                self._close_call()
+            elif self._mode == "tag" or self._call_id:
+                self._call, self._call_id = None, None
+            else:
+                self._give_up_call()
+            if self._call is None and self._mode != "text":
+                self._buffer = ""  # the rest of a closing tag or list
         if self._mode == "list":
             self._buffer = "" if self.calls else "[" + self._buffer
+        if self._mode == "text":
+            self._buffer = self._buffer[:len(self._buffer) - _partial_suffix(self._buffer, CALL_OPEN)]
         self._emit_content(self._buffer)
         self._buffer = ""
         return self._take()

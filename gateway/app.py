@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from gateway import cors, middlewares, routes_chat, routes_completions, routes_models, routes_ops, routes_tokenize
+from gateway.body import expect_continue
+from gateway.in_flight import InFlight
 from gateway.metrics import Metrics
 from gateway.model_slot import EngineOrFactory, ModelSlot
 from gateway.server_config import ServerConfig
-from gateway.state import METRICS, MODEL_SLOT, REQUEST_ID, SERVER_CONFIG
+from gateway.state import IN_FLIGHT, METRICS, MODEL_SLOT, REQUEST_ID, SERVER_CONFIG
 from gateway.worker_pool import WorkerPool
 
 
@@ -32,6 +34,7 @@ def create_app(engine: EngineOrFactory, config: ServerConfig) -> web.Application
     slot = ModelSlot(config.model_names, metrics, WorkerPool(config.worker_threads))
     app[MODEL_SLOT] = slot
     app[METRICS] = metrics
+    app[IN_FLIGHT] = InFlight()
     app.cleanup_ctx.append(_engine_lifetime(engine))
     app.on_response_prepare.append(_common_headers)
     _add_routes(app)
@@ -42,12 +45,13 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_get("/health", routes_ops.health)
     app.router.add_get("/metrics", routes_ops.metrics)
     app.router.add_get("/version", routes_ops.version)
-    app.router.add_post("/tokenize", routes_tokenize.tokenize)
-    app.router.add_post("/detokenize", routes_tokenize.detokenize)
+    app.router.add_get("/tokenizer_info", routes_tokenize.tokenizer_info)
     app.router.add_get("/v1/models", routes_models.list_models)
     app.router.add_get("/v1/models/{model:.+}", routes_models.retrieve_model)
-    app.router.add_post("/v1/completions", routes_completions.create_completion)
-    app.router.add_post("/v1/chat/completions", routes_chat.create_chat_completion)
+    for path, handler in (("/tokenize", routes_tokenize.tokenize), ("/detokenize", routes_tokenize.detokenize),
+                          ("/v1/completions", routes_completions.create_completion),
+                          ("/v1/chat/completions", routes_chat.create_chat_completion)):
+        app.router.add_post(path, handler, expect_handler=expect_continue)
 
 
 def _engine_lifetime(engine: EngineOrFactory) -> Callable[[web.Application], AsyncIterator[None]]:

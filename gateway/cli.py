@@ -10,7 +10,9 @@ import sys
 from gateway import generate, server
 from gateway.bench import serve as bench_serve
 from gateway.bench import throughput
-from gateway.engine_args import add_engine_arguments, engine_config
+from gateway.engine_args import add_engine_arguments, check_engine_args, engine_config
+
+EXIT_LOAD_FAILED = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,15 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("CORTEXSTREAM_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from jax_engine.loader import LoadError
     try:
         if getattr(args, "engine", True) is False:
             return args.handler(args) or 0
+        problem = check_engine_args(args)
+        if problem is not None:
+            parser.error(problem)
         return args.handler(args, engine_config(args)) or 0
     except LoadError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_LOAD_FAILED
 
 
 if __name__ == "__main__":

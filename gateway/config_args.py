@@ -10,6 +10,8 @@ import types
 import typing
 from typing import Any, TypeVar
 
+from gateway import arg_types
+
 C = TypeVar("C")
 
 
@@ -42,7 +44,7 @@ def _kind(hint: Any, metadata: typing.Mapping[str, Any]) -> dict[str, Any]:
         return {"action": argparse.BooleanOptionalAction}
     if typing.get_origin(base) is tuple:
         return {"type": typing.get_args(base)[0], "nargs": "+"}
-    kind: dict[str, Any] = {"type": base}
+    kind: dict[str, Any] = {"type": checked_type(base, metadata)}
     if "choices" in metadata:
         kind["choices"] = metadata["choices"]
     return kind
@@ -54,3 +56,12 @@ def _without_none(hint: Any) -> Any:
         (base,) = [a for a in typing.get_args(hint) if a is not type(None)]
         return base
     return hint
+
+
+def checked_type(base: type, metadata: typing.Mapping[str, Any]):
+    """The field's type, refusing at parse time what its metadata rules out ("min", "max", "above",
+    "power_of_two"): a bad flag is one `error:` line, not a failure after the model has loaded."""
+    if not {"min", "max", "above", "power_of_two"} & set(metadata):
+        return base
+    return arg_types.bounded(base, metadata.get("min"), metadata.get("max"), metadata.get("above"),
+                             metadata.get("power_of_two", False))

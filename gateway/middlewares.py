@@ -14,7 +14,7 @@ from aiohttp import web
 from compat import OpenAIError
 from compat import errors as openai_errors
 from gateway.http_errors import error_response, from_http_exception, internal_error
-from gateway.state import REQUEST_ID, SERVER_CONFIG, SUMMARY
+from gateway.state import IN_FLIGHT, REQUEST_ID, SERVER_CONFIG, SUMMARY
 
 logger = logging.getLogger("gateway")
 access_logger = logging.getLogger("gateway.access")
@@ -22,15 +22,19 @@ access_logger = logging.getLogger("gateway.access")
 REQUEST_ID_HEADER = "X-Request-Id"
 _CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,256}")  # printable ASCII: safe to echo and to log
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the response was complete
+OPEN_PATHS = frozenset({"/health", "/version"})  # no API key needed; /metrics too unless protected
 
 
 @web.middleware
 async def request_id_and_access_log(request: web.Request, handler) -> web.StreamResponse:
-    """Take the client's X-Request-Id or make one; log one line per request when it is over."""
+    """Take the client's X-Request-Id or make one; log one line per request when it is over. Counts the
+    request as in flight meanwhile (the shutdown drain waits for that count)."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
     request[REQUEST_ID] = given if _CLIENT_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
     start = time.perf_counter()
     status = 500
+    in_flight = request.app[IN_FLIGHT]
+    in_flight.enter()
     try:
         response = await handler(request)
         status = response.status
@@ -39,6 +43,7 @@ async def request_id_and_access_log(request: web.Request, handler) -> web.Stream
         status = CLIENT_CLOSED_REQUEST
         raise
     finally:
+        in_flight.leave()
         _log_access(request, status, time.perf_counter() - start)
 
 
@@ -70,9 +75,11 @@ async def openai_errors_middleware(request: web.Request, handler) -> web.StreamR
 
 @web.middleware
 async def api_key_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Bearer keys on /v1/* only (health and metrics stay open), compared in constant time."""
-    api_key = request.app[SERVER_CONFIG].api_key
-    if api_key and _protected(request):
+    """Bearer keys on every route but /health, /version and (unless --api-key-protects-metrics) /metrics,
+    compared in constant time. CORS preflights carry no credentials and pass."""
+    config = request.app[SERVER_CONFIG]
+    api_key = config.api_key
+    if api_key and _protected(request, config.api_key_protects_metrics):
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise openai_errors.invalid_api_key(provided=False)
@@ -81,5 +88,7 @@ async def api_key_middleware(request: web.Request, handler) -> web.StreamRespons
     return await handler(request)
 
 
-def _protected(request: web.Request) -> bool:
-    return (request.path == "/v1" or request.path.startswith("/v1/")) and request.method != "OPTIONS"
+def _protected(request: web.Request, protect_metrics: bool) -> bool:
+    if request.method == "OPTIONS" or request.path in OPEN_PATHS:
+        return False
+    return protect_metrics or request.path != "/metrics"

@@ -13,6 +13,8 @@ from gateway.metrics import Metrics
 from gateway.serving_model import ServingModel
 from gateway.worker_pool import WorkerPool
 from jax_engine import EngineClient, EngineStats
+from jax_engine.config import ConfigError
+from jax_engine.loader import LoadError
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +56,18 @@ class ModelSlot:
             engine.start()
             self.model = ServingModel(engine, self.names, self.metrics, self.workers)
             logger.info("model %s ready (max_model_len %d)", self.model.name, self.model.max_model_len)
+        except (LoadError, ConfigError, ValueError) as e:  # the checkpoint or the flags: one line says it
+            logger.error("cannot load the model: %s", e)
+            self.error = e
         except Exception as e:
             logger.exception("loading the model failed")
             self.error = e
         finally:
             self.settled.set()
+
+    def abort_all(self) -> None:
+        if self.model is not None:
+            self.model.engine.abort_all()
 
     async def shutdown(self) -> None:
         self.workers.shutdown()

@@ -17,6 +17,7 @@ from compat import (
     chat_chunk,
     chat_response,
     chat_usage_chunk,
+    check_sequences_per_request,
     content_delta,
     parse_chat_request,
     role_delta,
@@ -28,7 +29,7 @@ from gateway.request_summary import RequestSummary
 from gateway.sampling import to_sampling_params
 from gateway.serving_model import ServingModel
 from gateway.sse import stream_events
-from gateway.state import REQUEST_ID, SUMMARY, serving_model
+from gateway.state import REQUEST_ID, SERVER_CONFIG, SUMMARY, serving_model
 from jax_engine import RequestOutput
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, model.workers)
     chat = parse_chat_request(body, allow_structured_output=True, allow_tools=True)
     model.check_model(chat.model)
+    check_sequences_per_request(1, chat.n, request.app[SERVER_CONFIG].max_sequences_per_request)
     if chat.ignored_fields:
         logger.debug("request %s: ignoring unknown fields %s", request[REQUEST_ID], chat.ignored_fields)
     prompt_ids = await model.workers.run(model.chat_prompt_ids, chat)
@@ -110,12 +112,17 @@ class ChatCall:
             yield [chat_usage_chunk(self.response_id, self.model.name, self.created, self.summary.usage())]
 
     def _output_chunks(self, out: RequestOutput) -> list[dict]:
+        """This output's text and logprobs, then (when it is the last) the finish_reason on an empty delta, as
+        OpenAI sends it."""
         logprobs = self._logprobs(out)
         finish_reason = wire_finish_reason(out)
-        if not out.new_text and not logprobs and finish_reason is None and self.model.tokenizer is not None:
-            return []  # a token that completes no character yet (without a tokenizer, every token is sent)
-        delta = content_delta(out.new_text) if out.new_text or finish_reason is None else {}
-        return [self._chunk(out.index, delta, finish_reason, logprobs)]
+        chunks = []
+        if out.new_text or logprobs or (finish_reason is None and self.model.tokenizer is None):
+            # a token that completes no character yet sends nothing (without a tokenizer, every token is sent)
+            chunks.append(self._chunk(out.index, content_delta(out.new_text), None, logprobs))
+        if finish_reason is not None:
+            chunks.append(self._chunk(out.index, {}, finish_reason))
+        return chunks
 
     def _tool_chunks(self, out: RequestOutput, parser: ToolCallParser) -> list[dict]:
         """The tool parser's content and tool_calls deltas; this output's logprobs ride on the first, and the

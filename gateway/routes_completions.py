@@ -15,6 +15,7 @@ from aiohttp import web
 from compat import (
     CompletionChoiceData,
     CompletionRequest,
+    check_sequences_per_request,
     completion_chunk,
     completion_response,
     completion_usage_chunk,
@@ -26,7 +27,7 @@ from gateway.request_summary import RequestSummary
 from gateway.sampling import to_sampling_params
 from gateway.serving_model import ServingModel
 from gateway.sse import stream_events
-from gateway.state import REQUEST_ID, SUMMARY, serving_model
+from gateway.state import REQUEST_ID, SERVER_CONFIG, SUMMARY, serving_model
 from jax_engine import RequestOutput, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ async def create_completion(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, model.workers)
     completion = parse_completion_request(body)
     model.check_model(completion.model)
+    check_sequences_per_request(len(completion.prompts), completion.n,
+                                request.app[SERVER_CONFIG].max_sequences_per_request)
     if completion.ignored_fields:
         logger.debug("request %s: ignoring unknown fields %s", request[REQUEST_ID], completion.ignored_fields)
     prompts = await model.workers.run(_prompts, model, completion)

@@ -1,4 +1,4 @@
-"""POST /tokenize and POST /detokenize, in vLLM's shapes."""
+"""POST /tokenize, POST /detokenize and GET /tokenizer_info, in vLLM's shapes."""
 
 from __future__ import annotations
 
@@ -50,3 +50,21 @@ async def detokenize(request: web.Request) -> web.Response:
     model.check_token_ids(tokens, "tokens")
     model.require_tokenizer("tokens")
     return _json({"prompt": await model.workers.run(model.decode, tokens)})
+
+
+async def tokenizer_info(request: web.Request) -> web.Response:
+    """The tokenizer's special tokens, chat template and length limit: what a remote-tokenizer client (lm-eval's
+    `tokenizer_backend=remote`) reads before it tokenizes through /tokenize."""
+    model = serving_model(request)
+    model.require_tokenizer("tokenizer")
+    tok = model.tokenizer
+    piece = model.logprobs.token
+    return _json({
+        "tokenizer_class": type(tok).__name__,
+        "bos_token": tok.bos_token, "eos_token": tok.eos_token,
+        "pad_token": piece(tok.pad_token_id) if tok.pad_token_id is not None else None,
+        "unk_token": piece(tok.unk_token_id) if tok.unk_token_id is not None else None,
+        "add_bos_token": tok.add_bos_token, "add_eos_token": tok.add_eos_token,
+        "chat_template": tok.chat_template, "model_max_length": model.max_model_len,
+        "vocab_size": tok.vocab_size,
+    })

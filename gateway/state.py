@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.in_flight import InFlight
 from gateway.metrics import Metrics
 from gateway.model_slot import ModelSlot
 from gateway.request_summary import RequestSummary
@@ -13,6 +14,7 @@ from gateway.serving_model import ServingModel
 SERVER_CONFIG = web.AppKey("server_config", ServerConfig)
 MODEL_SLOT = web.AppKey("model_slot", ModelSlot)
 METRICS = web.AppKey("metrics", Metrics)
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 SUMMARY = web.RequestKey("summary", RequestSummary)  # what the engine did for it, for the access log

@@ -40,6 +40,11 @@ class _Abort:
     request_id: str
 
 
+@dataclass
+class _AbortAll:
+    reason: str
+
+
 _STOP = object()
 
 
@@ -133,14 +138,13 @@ class AsyncEngine:
         if request_id in self._handles:
             raise RequestValidationError(f"duplicate request id {request_id!r}", RequestField.REQUEST_ID)
         self.core.validate(prompt_token_ids, params)
-        if self.max_waiting is not None and self.core.num_waiting + self._pending_adds >= self.max_waiting:
-            raise QueueFull(f"{self.max_waiting} requests are already waiting")
+        self._check_queue_room(params.n)
         self._loop = asyncio.get_running_loop()
         self.start()
         arrival_ns = time.monotonic_ns()
         handle = AsyncRequestHandle(self, request_id, params.n, arrival_ns)
         self._handles[request_id] = handle
-        self._pending_adds += 1
+        self._pending_adds += params.n
         self._commands.put(_Add(request_id, list(prompt_token_ids), params, arrival_ns))
         return handle
 
@@ -153,8 +157,20 @@ class AsyncEngine:
         finally:
             await handle.aclose()
 
+    def _check_queue_room(self, num_seqs: int) -> None:
+        """Every sample waits as its own sequence. A request larger than the whole bound still gets in when
+        nothing waits, so it is delayed, never starved."""
+        waiting = self.core.num_waiting + self._pending_adds
+        if self.max_waiting is not None and waiting and waiting + num_seqs > self.max_waiting:
+            raise QueueFull(f"{waiting} sequences are already waiting (bound {self.max_waiting})")
+
     def abort(self, request_id: str) -> None:
         self._commands.put(_Abort(request_id))
+
+    def abort_all(self, reason: str = "the server is shutting down") -> None:
+        """Abort every request (each caller gets EngineShutdown) and refuse new ones: the end of a drain."""
+        self._stopped = True
+        self._commands.put(_AbortAll(reason))
 
     def compile_structured_output(self, constraint: StructuredOutputParams) -> None:
         check_structured_output(constraint, self.core.structured_output)
@@ -192,6 +208,9 @@ class AsyncEngine:
                 self._add(cmd)
             elif isinstance(cmd, _Abort):
                 self.core.abort_request(cmd.request_id)
+            elif isinstance(cmd, _AbortAll):
+                self.core.abort_all()
+                self._broadcast(EngineShutdown(cmd.reason))
 
     def _add(self, cmd: _Add) -> None:
         try:
@@ -200,10 +219,10 @@ class AsyncEngine:
         except Exception as e:
             self._call_in_loop(self._dispatch_error, cmd.request_id, e)
         finally:
-            self._call_in_loop(self._added)
+            self._call_in_loop(self._added, cmd.params.n)
 
-    def _added(self) -> None:
-        self._pending_adds -= 1
+    def _added(self, num_seqs: int) -> None:
+        self._pending_adds -= num_seqs
 
     def _deliver(self, outputs: list[RequestOutput]) -> None:
         if outputs:

@@ -97,27 +97,27 @@ class EngineConfig:
     load_format: str = field(default="auto", metadata={
         "help": "dummy: random weights of the model's shape, no checkpoint read", "choices": ("auto", "dummy")})
     max_model_len: int | None = field(default=None, metadata={
-        "help": "longest prompt plus completion, in tokens (default: the model's, at most 2048 on CPU)"})
-    block_size: int = field(default=16, metadata={"help": "tokens per KV-cache block (page)"})
+        "min": 1, "help": "longest prompt plus completion, in tokens (default: the model's, at most 2048 on CPU)"})
+    block_size: int = field(default=16, metadata={"power_of_two": True, "help": "tokens per KV-cache block (page)"})
     kv_cache_memory: float | None = field(default=None, metadata={
-        "help": "KV cache size in GiB (default: 1 on CPU; on GPU, what --gpu-memory-utilization leaves)"})
+        "above": 0, "help": "KV cache size in GiB (default: 1 on CPU; on GPU, what --gpu-memory-utilization leaves)"})
     gpu_memory_utilization: float = field(default=0.85, metadata={
-        "help": "fraction of GPU memory for weights, KV cache and activations"})
-    max_num_seqs: int = field(default=32, metadata={"help": "most requests in one step"})
+        "above": 0, "max": 1, "help": "fraction of GPU memory for weights, KV cache and activations"})
+    max_num_seqs: int = field(default=32, metadata={"min": 1, "help": "most requests in one step"})
     max_num_batched_tokens: int = field(default=512, metadata={
-        "help": "most tokens in one step, prefill chunks and decodes together"})
+        "min": 1, "help": "most tokens in one step, prefill chunks and decodes together"})
     enable_prefix_caching: bool = field(default=True, metadata={
         "help": "reuse the KV blocks of prompts' common prefixes"})
     compilation_cache_dir: str | None = field(
         default_factory=lambda: os.path.join(default_cache_dir(), "jax"),
         metadata={"help": "JAX's persistent compilation cache ('' turns it off)"})
-    seed: int = field(default=0, metadata={"help": "seed of the random draws of requests that set none"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed of the random draws of requests that set none"})
     warmup: bool = field(default=True, metadata={"help": "compile every step shape at start-up"})
     batch_invariant: bool = field(default=False, metadata={
         "help": "fixed matmul and attention tiles, so a request's tokens never depend on what shares its batch "
                 "(CPU: 1.4-2x slower)"})
     max_decode_slowdown: float = field(default=2.5, metadata={
-        "help": "while requests decode, cut prefill chunks so a step's predicted time (learned from measured "
+        "min": 0, "help": "while requests decode, cut prefill chunks so a step's predicted time (learned from measured "
                 "step times) stays under this many decode-only steps; 0: always --max-num-batched-tokens"})
     quantization: str = field(default="auto", metadata={
         "help": "int8: W8A8 matmuls (int8 weights per output channel, int8 activations per token, SmoothQuant "

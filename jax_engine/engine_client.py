@@ -80,6 +80,10 @@ class EngineClient(Protocol):
 
     def abort(self, request_id: str) -> None: ...
 
+    def abort_all(self) -> None:
+        """Abort every request and refuse new ones (the end of a shutdown drain)."""
+        ...
+
     def compile_structured_output(self, constraint: StructuredOutputParams) -> None:
         """Compile and cache a constraint's grammar, or raise RequestValidationError. Slow for some schemas:
         callers on an event loop run it in a worker thread; add_request then finds it compiled."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from jax_engine.config import EngineConfig, ModelConfig
+from jax_engine.config import ConfigError, EngineConfig, ModelConfig
 from jax_engine.model_runner import kv_cache_bytes_per_block
 
 CPU_DEFAULT_MAX_MODEL_LEN = 2048
@@ -40,7 +40,10 @@ def kv_cache_spec(model_config: ModelConfig, config: EngineConfig, weights: dict
 def _max_model_len(model_config: ModelConfig, config: EngineConfig, on_gpu: bool) -> int:
     limit = model_config.max_position_embeddings
     default = limit if on_gpu else min(limit, CPU_DEFAULT_MAX_MODEL_LEN)
-    return min(config.max_model_len or default, limit)
+    if config.max_model_len is not None and config.max_model_len > limit:
+        raise ConfigError(f"{config.model or 'the default model'}: --max-model-len {config.max_model_len} exceeds "
+                          f"its context of {limit} tokens (max_position_embeddings)")
+    return config.max_model_len or min(default, limit)
 
 
 def _budget_bytes(config: EngineConfig, weights: dict, dtype, on_gpu: bool) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -55,6 +56,14 @@ def enable_compilation_cache(path: str | None) -> None:
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def choice_seed(seed: int, index: int) -> int:
+    """Choice 0 samples from the request's seed; choice i from a hash of (seed, i), so no choice replays
+    another seed's stream (seed + i did: seed 5's choice 1 was seed 6's choice 0)."""
+    if index == 0:
+        return seed
+    return int.from_bytes(hashlib.blake2b(f"{seed}/{index}".encode(), digest_size=4).digest(), "little")
 
 
 def resolve_dtype(name: str):
@@ -138,7 +147,7 @@ class LLMEngine:
         ids = [request_id] if params.n == 1 else [f"{i}-{request_id}" for i in range(params.n)]
         samples = []
         for index, child_id in enumerate(ids):
-            seed = params.seed + index if params.seed is not None else self.rng.getrandbits(32)
+            seed = choice_seed(params.seed, index) if params.seed is not None else self.rng.getrandbits(32)
             req = Request(child_id, list(prompt_token_ids), params, priority=params.priority, seed=seed % 2**32,
                           parent_id=request_id if params.n > 1 else None, index=index, max_tokens=max_tokens,
                           eos_token_ids=self.eos_token_ids, timing=RequestTiming(arrival_ns))
@@ -151,6 +160,9 @@ class LLMEngine:
 
     def abort_request(self, request_id: str) -> list[RequestOutput]:
         return self.output_processor.abort(request_id)
+
+    def abort_all(self) -> list[RequestOutput]:
+        return [out for request_id in list(self.output_processor.children) for out in self.abort_request(request_id)]
 
     def has_unfinished_requests(self) -> bool:
         return self.scheduler.has_unfinished()

@@ -164,20 +164,21 @@ class ModelRunner:
         return result
 
     def _collect_prompt_logprobs(self, out: SchedulerOutput, hidden) -> dict[str, list[TokenLogprobs]]:
-        wanted = [s for s in out.scheduled if s.request.sampling_params.prompt_logprobs is not None
-                  and s.request.num_computed_tokens == len(s.request.prompt_logprobs)
-                  and s.request.num_computed_tokens < s.request.num_prompt_tokens - 1]
-        if not wanted:
-            return {}
-        next_ids = np.zeros(hidden.shape[0], np.int32)
+        """Logprobs of the prompt positions this step computes past those already collected: after a
+        preemption the recompute's chunks need not start where the list ends."""
         spans, start = {}, 0
+        next_ids = np.zeros(hidden.shape[0], np.int32)
         for s in out.scheduled:
             req, first = s.request, s.request.num_computed_tokens
-            if s in wanted:
-                last = min(first + s.num_new_tokens, req.num_prompt_tokens - 1)
-                next_ids[start:start + last - first] = req.prompt_token_ids[first + 1:last + 1]
-                spans[req.request_id] = (start, last - first, req.sampling_params.prompt_logprobs)
+            have = len(req.prompt_logprobs)
+            last = min(first + s.num_new_tokens, req.num_prompt_tokens - 1)
+            if req.sampling_params.prompt_logprobs is not None and first <= have < last:
+                at = start + have - first
+                next_ids[at:at + last - have] = req.prompt_token_ids[have + 1:last + 1]
+                spans[req.request_id] = (at, last - have, req.sampling_params.prompt_logprobs)
             start += s.num_new_tokens
+        if not spans:
+            return {}
         chosen, top_ids, top_lp = jax.device_get(self._prompt_logprobs(self.state, hidden, next_ids))
         return {rid: [TokenLogprobs(int(next_ids[j]), float(chosen[j]),
                                     list(zip(top_ids[j, :k].tolist(), top_lp[j, :k].tolist(), strict=True)))

@@ -59,8 +59,16 @@ class OutputProcessor:
             token_id, logprobs = result.sampled[req.request_id]
             req.output_token_ids.append(token_id)
             _stamp_token(req)
-            outputs.append(self._advance(state, token_id, logprobs))
+            outputs.append(self._advance_or_fail(state, token_id, logprobs))
         return outputs
+
+    def _advance_or_fail(self, state: RequestState, token_id: int, logprobs: TokenLogprobs | None) -> RequestOutput:
+        """A failure in this request's detokenizer, grammar or stop strings fails this request, not the engine."""
+        try:
+            return self._advance(state, token_id, logprobs)
+        except Exception as e:
+            logger.exception("request %s: processing its output failed", state.request.request_id)
+            return self._error(state, f"{type(e).__name__}: {e}")
 
     def fail(self, out: SchedulerOutput, message: str) -> list[RequestOutput]:
         """The step failed: every request it held ends with an error."""
@@ -122,7 +130,8 @@ class OutputProcessor:
         return self._error(state, message)
 
     def _error(self, state: RequestState, message: str) -> RequestOutput:
-        self._finish(state)
+        if state.request.request_id in self.states:
+            self._finish(state)
         out = self._output(state, [], "", None, "error")
         out.error = message
         return out

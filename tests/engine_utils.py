@@ -21,6 +21,7 @@ def small_engine_config(**kw) -> EngineConfig:
 
 def engine_for(path: str, **kw) -> LLMEngine:
     ckpt = load_checkpoint(path)
+    kw.setdefault("max_model_len", min(256, ckpt.config.max_position_embeddings))
     return LLMEngine(ckpt.config, ckpt.weights, ckpt.tokenizer, ckpt.generation.eos_token_ids,
                      small_engine_config(**kw))
 

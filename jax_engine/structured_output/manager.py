@@ -55,8 +55,9 @@ class StructuredOutputManager:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         matcher = llguidance.LLMatcher(self.ll_tokenizer, grammar_text(params), limits=_LIMITS, log_level=0)
-        if matcher.is_error():
-            raise RequestValidationError(f"{_WHAT[key[0]]} cannot be enforced: {matcher.get_error().strip()}",
+        error = matcher.get_error() if matcher.is_error() else self._first_step_error(matcher)
+        if error is not None:
+            raise RequestValidationError(f"{_WHAT[key[0]]} cannot be enforced: {_first_line(error)}",
                                          RequestField.STRUCTURED_OUTPUT)
         with self._lock:
             self._cache[key] = matcher
@@ -64,8 +65,26 @@ class StructuredOutputManager:
                 self._cache.popitem(last=False)
         return matcher
 
+    def _first_step_error(self, matcher: llguidance.LLMatcher) -> str | None:
+        """Run a copy through the output's forced prefix and its first mask. A schema that is valid but cannot
+        close at finite depth (a required self-reference), or is too wide for the parser's limits, fails here,
+        so it is refused at admission instead of failing mid-generation."""
+        probe = matcher.deep_copy()
+        forced = probe.compute_ff_tokens()
+        if forced and not probe.is_error():
+            probe.try_consume_tokens(forced)
+        if not probe.is_error() and not probe.is_stopped():
+            mask = probe.compute_bitmask()  # on this thread, not the engine's shared executor
+            if not probe.is_error() and not any(mask):
+                return "no token can start the output"
+        return probe.get_error() if probe.is_error() else None
+
     def grammar(self, params: StructuredOutputParams) -> Grammar:
         return Grammar(self.compile(params).deep_copy())
+
+
+def _first_line(error: str) -> str:
+    return error.strip().splitlines()[0] if error.strip() else "the grammar failed"
 
 
 def grammar_text(params: StructuredOutputParams) -> str:
