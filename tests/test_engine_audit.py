@@ -29,10 +29,10 @@ def test_prompt_logprobs_survive_a_preemption_in_the_middle_of_a_chunked_prefill
 
     engine.add_request("cut", PROMPT, params)
     engine.step()  # the first 16-token chunk
-    request = engine.states["cut"].request
+    request = engine.output_processor.states["cut"].request
     assert 0 < request.num_computed_tokens < len(PROMPT)
     engine.scheduler.preempt(request)
-    engine.add_request("first", [7, 8, 9, 10, 11, 12], SamplingParams(max_tokens=3, temperature=0), priority=-1)
+    engine.add_request("first", [7, 8, 9, 10, 11, 12], SamplingParams(max_tokens=3, temperature=0, priority=-1))
     got = prompt_logprobs(engine, "cut")  # the recompute's chunks no longer start where the list ends
     assert len(got) == len(expected)
     for a, b in zip(got[1:], expected[1:], strict=True):
@@ -48,7 +48,7 @@ def test_a_failure_after_the_model_step_fails_that_request_alone(tiny_llama_path
     def explode(ids):
         raise RuntimeError("detokenizer bug")
 
-    engine.states["doomed"].detokenizer.step = explode
+    engine.output_processor.states["doomed"].detokenizer.step = explode
     outputs = [out for _ in range(8) if engine.has_unfinished_requests() for out in engine.step()]
     doomed = [o for o in outputs if o.request_id == "doomed"]
     assert [(o.finish_reason, o.error) for o in doomed] == [("error", "RuntimeError: detokenizer bug")]
