@@ -62,13 +62,14 @@ class GuardedRequestHandler(RequestHandler):
     def __init__(self, manager: web.Server, *, limits: ConnectionLimits, **kwargs):
         super().__init__(manager, keepalive_timeout=limits.timeout_keep_alive, lingering_time=LINGERING_TIME,
                          **kwargs)
+        self._connections = manager
         self._limits = limits
         self._header_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        if len(self._manager.connections) > self._limits.max_connections:
+        if len(self._connections.connections) > self._limits.max_connections:
             _log_refusal(self._limits.max_connections)
             self._close_with(openai_errors.service_unavailable(
                 "The server has too many open connections. Please retry shortly."))

@@ -56,8 +56,7 @@ async def tokenizer_info(request: web.Request) -> web.Response:
     """The tokenizer's special tokens, chat template and length limit: what a remote-tokenizer client (lm-eval's
     `tokenizer_backend=remote`) reads before it tokenizes through /tokenize."""
     model = serving_model(request)
-    model.require_tokenizer("tokenizer")
-    tok = model.tokenizer
+    tok = model.require_tokenizer("tokenizer")
     piece = model.logprobs.token
     return _json({
         "tokenizer_class": type(tok).__name__,

@@ -113,7 +113,8 @@ async def drain(runner: GuardedAppRunner, app, timeout: float, signals: Signals)
     their handlers answer 503 (or end their streams with an error event) within CLEANUP_GRACE."""
     for site in list(runner.sites):
         await site.stop()
-    runner.server.pre_shutdown()  # keep-alive connections close after their current request
+    if runner.server is not None:
+        runner.server.pre_shutdown()  # keep-alive connections close after their current request
     in_flight = app[IN_FLIGHT]
     if in_flight.count and not await _first_of(in_flight.wait_idle(), signals.next(), timeout=timeout):
         logger.warning("shutdown deadline: aborting %d unfinished requests", in_flight.count)

@@ -188,9 +188,11 @@ class ModelRunner:
     def warmup(self) -> float:
         """Compile (ahead of time, without running) every step shape, and the samplers."""
         start = time.perf_counter()
-        shapes = [(t, PREFILL_BLOCK_Q) for t in self.token_buckets]
+        # a one-token step is always decode-shaped
+        shapes = [(t, PREFILL_BLOCK_Q) for t in self.token_buckets if t > 1 or self.decode_block_q == PREFILL_BLOCK_Q]
         if self.decode_block_q != PREFILL_BLOCK_Q:
             shapes += [(t, self.decode_block_q) for t in self.token_buckets if t <= self.max_num_seqs]
+        warmed: set[int] = set()
         for num_tokens, block_q in tqdm(shapes, desc="Compiling model step", unit="shape"):
             num_seqs = buckets.seqs_for_tokens(num_tokens, self.max_num_seqs, self.seq_multiple)
             md = AttentionMetadata(np.full(num_tokens, -1, np.int32),
@@ -200,8 +202,9 @@ class ModelRunner:
             lowered = self._forward.lower(self.state, self.k_cache, self.v_cache, tokens, tokens, md,
                                           np.zeros(num_seqs, np.int32))
             self._compiled_steps[(num_tokens, block_q)] = lowered.compile()
-            if block_q == PREFILL_BLOCK_Q:
+            if num_seqs not in warmed:
                 self._warm_samplers(num_seqs)
+                warmed.add(num_seqs)
         return time.perf_counter() - start
 
     def _warm_samplers(self, num_seqs: int) -> None:
