@@ -57,7 +57,7 @@ def test_missing_default_model_says_the_pip_command(tmp_path):
 def test_a_bad_flag_is_one_error_line_before_anything_starts(flags, message):
     proc = cli("serve", "--port", "0", *flags, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.splitlines()[-1].endswith("error: " + message)
+    assert "error: " in proc.stderr.splitlines()[-1] and message in proc.stderr.splitlines()[-1]
     assert "Traceback" not in proc.stderr and "listening" not in proc.stderr
 
 
