@@ -22,9 +22,11 @@ from compat.completion import (
     parse_completion_request,
 )
 from compat.errors import OpenAIError
+from compat.generation import GenerationRequest
 from compat.logprobs import TokenLogprob, TopLogprob
 from compat.models import model_card, model_list
-from compat.sampling import resolve_max_tokens
+from compat.output_constraint import OutputConstraint
+from compat.sampling import SamplingRequest, check_sequences_per_request
 from compat.tools import FunctionTool, NamedToolChoice, ToolCall
 from compat.usage import usage
 
@@ -36,8 +38,11 @@ __all__ = [
     "CompletionRequest",
     "DEFAULT_CHAT_TEMPLATE",
     "FunctionTool",
+    "GenerationRequest",
     "NamedToolChoice",
     "OpenAIError",
+    "OutputConstraint",
+    "SamplingRequest",
     "TokenLogprob",
     "ToolCall",
     "TopLogprob",
@@ -53,7 +58,7 @@ __all__ = [
     "model_list",
     "parse_chat_request",
     "parse_completion_request",
-    "resolve_max_tokens",
+    "check_sequences_per_request",
     "role_delta",
     "tool_call_delta",
     "usage",

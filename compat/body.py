@@ -13,7 +13,7 @@ from compat import errors
 MAX_JSON_DEPTH = 64
 
 
-def decode_json_body(raw: bytes, content_type: str | None) -> dict:
+def decode_json_body(raw: bytes | bytearray, content_type: str | None) -> dict:
     """A body without a Content-Type is read as JSON; any media type other than JSON is a 415 (like vLLM,
     which refuses curl -d's default form encoding). A body that is not a JSON object is a 400; NaN and
     Infinity are not JSON and are refused."""

@@ -9,10 +9,20 @@ from compat import errors, fields, request_fields
 from compat.envelope import chunk_body, response_body
 from compat.logprobs import TokenLogprob, chat_logprobs
 from compat.messages import parse_messages
+from compat.output_constraint import OutputConstraint
 from compat.response_format import ResponseFormat, parse_response_format
-from compat.sampling import parse_sampling
+from compat.sampling import SamplingRequest, parse_sampling
 from compat.stream_options import parse_stream_options
-from compat.tools import FunctionTool, ToolCall, ToolChoice, parse_tool_choice, parse_tools
+from compat.tools import (
+    FunctionTool,
+    ToolCall,
+    ToolChoice,
+    forced_tool_call_grammar,
+    parse_tool_choice,
+    parse_tools,
+    template_supports_tools,
+    with_tool_prompt,
+)
 
 OBJECT = "chat.completion"
 CHUNK_OBJECT = "chat.completion.chunk"
@@ -48,7 +58,7 @@ UNIMPLEMENTED = {
 class ChatRequest:
     model: str | None  # None: the client left it out; the gateway serves its one model
     messages: list[dict]  # template-ready, see compat.messages
-    sampling: dict  # engine sampling params, see compat.sampling
+    sampling: SamplingRequest  # as sent: unset fields are None
     stream: bool = False
     include_usage: bool = False
     continuous_usage_stats: bool = False
@@ -67,15 +77,50 @@ class ChatRequest:
 
     @property
     def n(self) -> int:
-        return self.sampling["n"]
+        return self.sampling.n or 1
 
     @property
     def seed(self) -> int | None:
-        return self.sampling["seed"]
+        return self.sampling.seed
 
     def template_tools(self) -> list[dict] | None:
         """`tools` as HF chat templates read them."""
         return None if self.tools is None else [tool.to_dict() for tool in self.tools]
+
+    @property
+    def offers_tools(self) -> bool:
+        """The model may call tools, so its output is parsed for calls."""
+        return bool(self.tools) and self.tool_choice != "none"
+
+    def output_constraint(self) -> OutputConstraint | None:
+        """tool_choice "required" or a named function forces a call; otherwise response_format, if structured."""
+        if self.offers_tools:
+            grammar = forced_tool_call_grammar(self.tools or [], self.tool_choice, self.parallel_tool_calls)
+            if grammar is not None:
+                return OutputConstraint(grammar=grammar, param="tools")
+        response_format = self.response_format
+        if response_format is None or not response_format.is_structured:
+            return None
+        if response_format.type == "json_object":
+            return OutputConstraint(json_object=True)
+        return OutputConstraint(json_schema=response_format.schema)
+
+    def template_inputs(self, template_source: str) -> tuple[list[dict], list[dict] | None]:
+        """(messages, tools) for the chat template. A template that reads `tools` gets them as HF templates
+        expect; any other gets the fallback prompt, and tool calls and results written into its messages."""
+        offered = self.tools if self.offers_tools else None
+        if template_supports_tools(template_source):
+            return self.messages, self.template_tools() if offered is not None else None
+        return with_tool_prompt(self.messages, offered), None
+
+    def param_for(self, field: str, prompt_index: int = 0) -> str:
+        """The request field an engine refusal of `field` (SamplingParams' name, or "prompt") is about."""
+        if field == "prompt":
+            return "messages"
+        if field == "structured_output":
+            constraint = self.output_constraint()
+            return constraint.param if constraint is not None else "response_format"
+        return field
 
 
 @dataclass(frozen=True)
@@ -235,11 +280,11 @@ def tool_call_delta(
     index: int, id: str | None = None, name: str | None = None, arguments: str | None = None
 ) -> dict:
     """A piece of the `index`-th tool call: its first piece has `id` and `name`, later ones `arguments`."""
-    call = {"index": index}
+    call: dict[str, object] = {"index": index}
     if id is not None:
         call["id"] = id
         call["type"] = "function"
-    function = {}
+    function: dict[str, str] = {}
     if name is not None:
         function["name"] = name
     if arguments is not None:
@@ -250,7 +295,7 @@ def tool_call_delta(
 
 
 def _choice(choice: ChatChoiceData) -> dict:
-    message = {"role": "assistant", "content": choice.text, "refusal": None}
+    message: dict[str, object] = {"role": "assistant", "content": choice.text, "refusal": None}
     if choice.tool_calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}

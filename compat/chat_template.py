@@ -64,13 +64,13 @@ class ChatTemplate:
             raise errors.invalid_value(
                 "chat_template_kwargs", f"'chat_template_kwargs' cannot set {', '.join(sorted(clash))}."
             )
-        messages = [_without_none(m) for m in messages]
+        cleaned = [_without_none(m) for m in messages]
         variables = {**self.special_tokens, **template_kwargs}
         variables.update(tools=None if tools is None else list(tools), documents=None)
         variables["add_generation_prompt"] = add_generation_prompt
         if continue_final_message:
-            return self._render_continuing(messages, variables)
-        return self._render(messages, variables)
+            return self._render_continuing(cleaned, variables)
+        return self._render(cleaned, variables)
 
     def _render(self, messages: list[dict], variables: dict) -> str:
         try:

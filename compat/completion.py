@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from compat import errors, fields, request_fields
 from compat.envelope import chunk_body, response_body
 from compat.logprobs import TokenLogprob, completion_logprobs
-from compat.sampling import parse_sampling
+from compat.output_constraint import OutputConstraint
+from compat.sampling import SamplingRequest, parse_sampling
 from compat.stream_options import parse_stream_options
 
 OBJECT = "text_completion"
@@ -28,7 +29,7 @@ UNIMPLEMENTED = {**request_fields.UNIMPLEMENTED_VLLM, "response_format": ({"type
 class CompletionRequest:
     model: str | None  # None: the client left it out; the gateway serves its one model
     prompts: list[str | list[int]]  # each a text or token ids; choice index = prompt_index * n + sample_index
-    sampling: dict  # engine sampling params, see compat.sampling
+    sampling: SamplingRequest  # as sent: unset fields are None
     stream: bool = False
     include_usage: bool = False
     continuous_usage_stats: bool = False
@@ -38,7 +39,21 @@ class CompletionRequest:
 
     @property
     def n(self) -> int:
-        return self.sampling["n"]
+        return self.sampling.n or 1
+
+    @property
+    def echo_only(self) -> bool:
+        """max_tokens 0 (with echo): the prompt is scored, nothing is generated."""
+        return self.sampling.max_tokens == 0
+
+    def output_constraint(self) -> OutputConstraint | None:
+        return None
+
+    def param_for(self, field: str, prompt_index: int = 0) -> str:
+        """The request field an engine refusal of `field` (SamplingParams' name, or "prompt") is about."""
+        if field == "prompt":
+            return "prompt" if len(self.prompts) == 1 else f"prompt[{prompt_index}]"
+        return field
 
 
 @dataclass(frozen=True)
@@ -58,10 +73,11 @@ def parse_completion_request(body: dict) -> CompletionRequest:
     echo = bool(fields.boolean(body.get("echo"), "echo"))
     logprobs = fields.integer(body.get("logprobs"), "logprobs", 0, MAX_LOGPROBS)
     max_tokens = fields.integer(body.get("max_tokens"), "max_tokens", 0)
-    sampling = parse_sampling(body, DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens, logprobs)
-    if echo and logprobs is not None and sampling["prompt_logprobs"] is None:
-        sampling["prompt_logprobs"] = logprobs
-    _check_best_of(body.get("best_of"), sampling["n"])
+    # Unlike chat's, this endpoint's max_tokens has a default of its own (OpenAI's and vLLM's): no model
+    # default could replace it, so it is set here.
+    sampling = parse_sampling(body, DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens, logprobs,
+                              prompt_logprobs=logprobs if echo else None)
+    _check_best_of(body.get("best_of"), sampling.n or 1)
     _check_suffix(body.get("suffix"))
     return CompletionRequest(
         model=fields.string(body.get("model"), "model"),
@@ -82,7 +98,7 @@ def parse_prompts(value: object) -> list[str | list[int]]:
         raise errors.missing_parameter("prompt")
     if isinstance(value, str):
         return [_text_prompt(value, "prompt")]
-    fields.array(value, "prompt", min_length=1)
+    value = fields.array(value, "prompt", min_length=1) or []
     if all(isinstance(item, str) for item in value):
         return [_text_prompt(item, f"prompt[{i}]") for i, item in enumerate(value)]
     if all(isinstance(item, list) for item in value):

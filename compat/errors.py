@@ -127,6 +127,17 @@ def context_length_exceeded(
     return invalid_request(message, param, "context_length_exceeded")
 
 
+def prompt_too_large(max_model_len: int, max_bytes: int, param: str = "messages") -> OpenAIError:
+    """Text so long that no tokenization of it fits the context: refused before it is tokenized."""
+    what = "messages" if param == "messages" else "prompt"
+    message = (
+        f"This model's maximum context length is {max_model_len} tokens. However, your {what} is longer than "
+        f"{max_model_len} tokens of this model can be ({max_bytes} bytes of text). Please reduce the length of "
+        f"the {what}."
+    )
+    return invalid_request(message, param, "context_length_exceeded")
+
+
 def invalid_json(detail: str | None = None) -> OpenAIError:
     message = (
         "We could not parse the JSON body of your request. The API expects a JSON payload, "
@@ -185,6 +196,18 @@ def service_unavailable(
     message: str = "The server is currently overloaded with other requests. Please retry your request.",
 ) -> OpenAIError:
     return OpenAIError(503, message, SERVER_ERROR, None, None)
+
+
+# 408, and HTTP the server could not parse: the connection itself was wrong.
+
+
+def request_timeout(what: str, seconds: float) -> OpenAIError:
+    message = f"Request timed out: the {what} did not arrive within {seconds:g} seconds."
+    return OpenAIError(408, message, INVALID_REQUEST, None, "request_timeout")
+
+
+def malformed_http(detail: str) -> OpenAIError:
+    return invalid_request(f"Malformed HTTP request: {detail}", None, "malformed_request")
 
 
 def json_type_name(value: object) -> str:

@@ -56,13 +56,22 @@ def boolean(value: object, param: str) -> bool | None:
 
 
 def string(value: object, param: str) -> str | None:
-    if value is None or isinstance(value, str):
+    return None if value is None else string_value(value, param)
+
+
+def obj(value: object, param: str) -> dict | None:
+    return None if value is None else object_value(value, param)
+
+
+def string_value(value: object, param: str) -> str:
+    """`value`, which the caller knows is present, as a string."""
+    if isinstance(value, str):
         return value
     raise errors.invalid_type(param, "a string", value)
 
 
-def obj(value: object, param: str) -> dict | None:
-    if value is None or isinstance(value, dict):
+def object_value(value: object, param: str) -> dict:
+    if isinstance(value, dict):
         return value
     raise errors.invalid_type(param, "an object", value)
 
@@ -80,10 +89,11 @@ def array(value: object, param: str, min_length: int = 0, max_length: int | None
 
 
 def choice(value: object, param: str, allowed: tuple[str, ...]) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise errors.invalid_type(param, "a string", value)
+    return None if value is None else choice_value(value, param, allowed)
+
+
+def choice_value(value: object, param: str, allowed: tuple[str, ...]) -> str:
+    value = string_value(value, param)
     if value not in allowed:
         supported = ", ".join(f"'{a}'" for a in allowed)
         raise errors.invalid_value(
@@ -101,15 +111,15 @@ def required(body: dict, key: str, param: str | None = None) -> object:
 
 
 def required_string(body: dict, key: str, param: str) -> str:
-    return string(required(body, key, param), param)
+    return string_value(required(body, key, param), param)
 
 
 def required_object(body: dict, key: str, param: str) -> dict:
-    return obj(required(body, key, param), param)
+    return object_value(required(body, key, param), param)
 
 
 def required_choice(body: dict, key: str, param: str, allowed: tuple[str, ...]) -> str:
-    return choice(required(body, key, param), param, allowed)
+    return choice_value(required(body, key, param), param, allowed)
 
 
 def required_name(body: dict, key: str, param: str) -> str:

@@ -33,7 +33,7 @@ def parse_message(message: object, param: str) -> dict:
     if not isinstance(message, dict):
         raise errors.invalid_type(param, "an object", message)
     role = _role(message, param)
-    parsed = {"role": role}
+    parsed: dict[str, object] = {"role": role}
     content = _content(message, role, param)
     if content is not None:
         parsed["content"] = content
@@ -61,7 +61,7 @@ def _role(message: dict, param: str) -> str:
         raise errors.unsupported_value(
             f"{param}.role", "the deprecated 'function' role is not supported; use 'tool' messages."
         )
-    return fields.choice(role, f"{param}.role", ROLES)
+    return fields.choice_value(role, f"{param}.role", ROLES)
 
 
 def _content(message: dict, role: str, param: str) -> str | None:
@@ -88,7 +88,7 @@ def _text_part(part: object, role: str, param: str) -> str:
             f"{param}.type",
             f"content parts of type '{kind}' are not supported; this server serves text-only models.",
         )
-    kind = fields.choice(kind, f"{param}.type", TEXT_PARTS[role])
+    kind = fields.choice_value(kind, f"{param}.type", TEXT_PARTS[role])
     return fields.required_string(part, kind, f"{param}.{kind}")
 
 

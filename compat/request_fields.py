@@ -19,7 +19,7 @@ SAMPLING_EXTENSIONS = frozenset(
 )
 
 # vLLM request fields this server does not implement, with the values that mean "off".
-UNIMPLEMENTED_VLLM = {
+UNIMPLEMENTED_VLLM: dict[str, tuple] = {
     "use_beam_search": (False,),
     "length_penalty": (1, 1.0),
     "include_stop_str_in_output": (False,),

@@ -32,7 +32,7 @@ class ResponseFormat:
         without a schema, None for text."""
         if self.type == "json_object":
             return {"type": "object"}
-        if self.type == "json_schema":
+        if self.json_schema is not None:  # type json_schema
             return self.json_schema.schema if self.json_schema.schema is not None else {}
         return None
 

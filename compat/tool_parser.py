@@ -29,7 +29,7 @@ class CallObject:
     """One JSON call object, scanned a character at a time: which top-level member is being read, where
     its value starts, and the raw text of the members read so far."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.text = ""
         self.members: dict[str, str] = {}  # key -> raw JSON text of its value
         self.key: str | None = None  # the member being read
@@ -132,6 +132,7 @@ class CallObject:
             self.done = self.invalid = True
 
     def _end_member(self, end: int) -> None:
+        assert self.key is not None  # a member's value ends only after its key
         self.members[self.key] = self.text[self.value_start:end]
         self.key, self.value_start, self._expect = None, None, "after"
 
@@ -168,14 +169,22 @@ class ToolCallParser:
         return self._take()
 
     def finish(self) -> list[dict]:
-        """The end of the output: a call cut short keeps what was streamed; undecided text is content."""
-        if self._call is not None and self._call_id is None:
-            self._give_up_call()
+        """The end of the output. A call cut short (max_tokens) is not a call: it is left out of `calls` and
+        no arguments are invented for it (what a stream already sent of it stays sent, under finish_reason
+        "length"); tool-call markup never becomes content, whole or partial; other undecided text is content."""
         if self._call is not None:
-            self._close_call()
-            self._buffer = ""  # the rest of a closing tag or list
+            if self._call.done:
+                self._close_call()
+            elif self._mode == "tag" or self._call_id:
+                self._call, self._call_id = None, None
+            else:
+                self._give_up_call()
+            if self._call is None and self._mode != "text":
+                self._buffer = ""  # the rest of a closing tag or list
         if self._mode == "list":
             self._buffer = "" if self.calls else "[" + self._buffer
+        if self._mode == "text":
+            self._buffer = self._buffer[:len(self._buffer) - _partial_suffix(self._buffer, CALL_OPEN)]
         self._emit_content(self._buffer)
         self._buffer = ""
         return self._take()
@@ -259,19 +268,26 @@ class ToolCallParser:
         return False
 
     # ---- calls ------------------------------------------------------------------------------------------
+    @property
+    def _open_call(self) -> CallObject:
+        """The call being read; the methods below run only while there is one."""
+        assert self._call is not None
+        return self._call
+
     def _feed_call(self, accept_any_name: bool) -> None:
-        taken = self._call.feed(self._buffer)
+        taken = self._open_call.feed(self._buffer)
         self._buffer = self._buffer[taken:]
-        if self._call.invalid or (self._call_id is None and not self._decide_call(accept_any_name)):
+        if self._open_call.invalid or (self._call_id is None and not self._decide_call(accept_any_name)):
             return
         self._emit_arguments()
 
     def _decide_call(self, accept_any_name: bool) -> bool:
         """True once the call's name is known and it is a call; gives up on text that is not one."""
-        call = self._call
+        call = self._open_call
         if not accept_any_name:
             keys = [*call.members, *([call.key] if call.key is not None else [])]
-            if any(k not in CALL_KEYS for k in keys) or ("name" in call.members and call.name not in self.tool_names):
+            unknown_name = "name" in call.members and (call.name is None or call.name not in self.tool_names)
+            if any(k not in CALL_KEYS for k in keys) or unknown_name:
                 self._give_up_call()
                 return False
         if call.name is None:
@@ -287,7 +303,7 @@ class ToolCallParser:
     def _emit_arguments(self) -> None:
         if not self._call_id:
             return
-        text, _ = self._call.arguments()
+        text, _ = self._open_call.arguments()
         if len(text) > self._emitted_args:
             self._deltas.append(tool_call_delta(len(self.calls), arguments=text[self._emitted_args:]))
             self._emitted_args = len(text)
@@ -297,9 +313,9 @@ class ToolCallParser:
             self._give_up_call()
             return
         self._emit_arguments()
-        call, call_id = self._call, self._call_id
+        call, call_id = self._open_call, self._call_id
         self._call, self._call_id = None, None
-        if not call_id:
+        if not call_id or call.name is None:  # a call id is only given once the name is known
             return
         arguments, _ = call.arguments()
         if not arguments:
@@ -310,7 +326,7 @@ class ToolCallParser:
     def _give_up_call(self) -> None:
         """Not a call after all: what was read goes back to be scanned as plain text."""
         prefix = "[" if self._mode == "list" and not self.calls else ""
-        self._buffer = prefix + self._call.text + self._buffer
+        self._buffer = prefix + self._open_call.text + self._buffer
         self._call, self._call_id, self._mode = None, None, "text"
 
     # ---- content ----------------------------------------------------------------------------------------

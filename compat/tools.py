@@ -37,7 +37,7 @@ class FunctionTool:
 
     def to_dict(self) -> dict:
         """The OpenAI form, which is also what HF chat templates read from `tools`."""
-        function = {"name": self.name}
+        function: dict[str, object] = {"name": self.name}
         if self.description is not None:
             function["description"] = self.description
         if self.parameters is not None:
@@ -75,14 +75,14 @@ def parse_tool_choice(value: object, tools: list[FunctionTool] | None) -> ToolCh
     if value is None:
         return "auto" if tools else "none"
     if isinstance(value, str):
-        mode = fields.choice(value, "tool_choice", TOOL_CHOICE_MODES)
+        mode = fields.choice_value(value, "tool_choice", TOOL_CHOICE_MODES)
         if mode != "none" and not tools:
             raise errors.invalid_parameter_combination(
                 "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
                 "tool_choice",
             )
         return mode
-    choice = fields.obj(value, "tool_choice")
+    choice = fields.object_value(value, "tool_choice")
     kind = fields.required(choice, "type", "tool_choice.type")
     if kind != "function":
         raise errors.unsupported_value("tool_choice.type", f"tool_choice of type '{kind}' is not supported.")
@@ -122,17 +122,21 @@ def forced_tool_call_grammar(
 ) -> str | None:
     """For tool_choice "required" or a named function: a Lark grammar (llguidance's dialect, with `%json`
     rules) for Hermes blocks whose JSON names a chosen tool and whose arguments follow its parameters
-    schema. None for "auto" and "none", which do not force anything."""
+    schema. None for "auto" and "none", which do not force anything.
+
+    Parallel calls are bounded by the number of tools offered: with `call ("\\n" call)*` a newline commits
+    the model to another call, and a small model, once it writes one, repeats its call until max_tokens."""
     if isinstance(tool_choice, NamedToolChoice):
-        chosen, single = [t for t in tools if t.name == tool_choice.name], True
+        chosen, max_calls = [t for t in tools if t.name == tool_choice.name], 1
     elif tool_choice == "required":
-        chosen, single = tools, not parallel_tool_calls
+        chosen, max_calls = tools, len(tools) if parallel_tool_calls else 1
     else:
         return None
     schemas = [_call_schema(tool) for tool in chosen]
     schema = {**(schemas[0] if len(schemas) == 1 else {"anyOf": schemas}), "x-guidance": JSON_LAYOUT}
     call = f"call: {json.dumps(CALL_OPEN + chr(10))} %json {json.dumps(schema)} {json.dumps(chr(10) + CALL_CLOSE)}"
-    return ("start: call\n" if single else 'start: call ("\\n" call)*\n') + call + "\n"
+    more = ' ("\\n" call' * (max_calls - 1) + ")?" * (max_calls - 1)
+    return f"start: call{more}\n{call}\n"
 
 
 def _call_schema(tool: FunctionTool) -> dict:

@@ -8,7 +8,7 @@ def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int | None 
 
     `cached_tokens`: how many prompt tokens the prefix cache served.
     """
-    result = {
+    result: dict[str, int | dict[str, int]] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,

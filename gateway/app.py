@@ -18,16 +18,19 @@ from gateway import (
     routes_responses,
     routes_tokenize,
 )
+from gateway.body import expect_continue
+from gateway.in_flight import InFlight
 from gateway.metrics import Metrics
-from gateway.model_slot import ModelSlot
+from gateway.model_slot import EngineOrFactory, ModelSlot
 from gateway.response_store import ResponseStore
 from gateway.responses_state import ResponsesState
 from gateway.server_config import ServerConfig
-from gateway.state import METRICS, MODEL_SLOT, REQUEST_ID, RESPONSES, SERVER_CONFIG
+from gateway.state import IN_FLIGHT, METRICS, MODEL_SLOT, REQUEST_ID, RESPONSES, SERVER_CONFIG
+from gateway.worker_pool import WorkerPool
 
 
-def create_app(engine, config: ServerConfig) -> web.Application:
-    """`engine`: an AsyncEngine (the caller owns it), or a zero-argument factory that builds one; the
+def create_app(engine: EngineOrFactory, config: ServerConfig) -> web.Application:
+    """`engine`: an EngineClient (the caller owns it), or a zero-argument factory that builds one; the
     factory runs in a thread after start-up so /health can answer 503 while the model loads and warms up."""
     app = web.Application(
         client_max_size=config.max_body_bytes,
@@ -39,10 +42,11 @@ def create_app(engine, config: ServerConfig) -> web.Application:
         ],
     )
     app[SERVER_CONFIG] = config
-    metrics = Metrics(config.served_model_name, lambda: slot.core)
-    slot = ModelSlot(config.model_names, metrics)
+    metrics = Metrics(config.served_model_name, lambda: slot.stats())
+    slot = ModelSlot(config.model_names, metrics, WorkerPool(config.worker_threads))
     app[MODEL_SLOT] = slot
     app[METRICS] = metrics
+    app[IN_FLIGHT] = InFlight()
     app[RESPONSES] = ResponsesState(_response_store(config))
     app.cleanup_ctx.append(_engine_lifetime(engine))
     app.on_response_prepare.append(_common_headers)
@@ -54,20 +58,21 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_get("/health", routes_ops.health)
     app.router.add_get("/metrics", routes_ops.metrics)
     app.router.add_get("/version", routes_ops.version)
-    app.router.add_post("/tokenize", routes_tokenize.tokenize)
-    app.router.add_post("/detokenize", routes_tokenize.detokenize)
+    app.router.add_get("/tokenizer_info", routes_tokenize.tokenizer_info)
     app.router.add_get("/v1/models", routes_models.list_models)
     app.router.add_get("/v1/models/{model:.+}", routes_models.retrieve_model)
-    app.router.add_post("/v1/completions", routes_completions.create_completion)
-    app.router.add_post("/v1/chat/completions", routes_chat.create_chat_completion)
-    app.router.add_post("/v1/responses", routes_responses.create_response)
-    app.router.add_post("/v1/responses/input_tokens", routes_responses.count_input_tokens)
+    for path, handler in (("/tokenize", routes_tokenize.tokenize), ("/detokenize", routes_tokenize.detokenize),
+                          ("/v1/completions", routes_completions.create_completion),
+                          ("/v1/chat/completions", routes_chat.create_chat_completion),
+                          ("/v1/responses", routes_responses.create_response),
+                          ("/v1/responses/input_tokens", routes_responses.count_input_tokens),
+                          ("/v1/messages", routes_messages.create_message),
+                          ("/v1/messages/count_tokens", routes_messages.count_tokens)):
+        app.router.add_post(path, handler, expect_handler=expect_continue)
     app.router.add_get("/v1/responses/{response_id}", routes_responses.retrieve_response)
     app.router.add_delete("/v1/responses/{response_id}", routes_responses.delete_response)
     app.router.add_post("/v1/responses/{response_id}/cancel", routes_responses.cancel_response)
     app.router.add_get("/v1/responses/{response_id}/input_items", routes_responses.list_input_items)
-    app.router.add_post("/v1/messages", routes_messages.create_message)
-    app.router.add_post("/v1/messages/count_tokens", routes_messages.count_tokens)
 
 
 def _response_store(config: ServerConfig) -> ResponseStore | None:
@@ -77,7 +82,7 @@ def _response_store(config: ServerConfig) -> ResponseStore | None:
                          config.responses_store_max_age)
 
 
-def _engine_lifetime(engine) -> Callable[[web.Application], AsyncIterator[None]]:
+def _engine_lifetime(engine: EngineOrFactory) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         slot = app[MODEL_SLOT]
         loading = asyncio.ensure_future(slot.load(engine))

@@ -9,15 +9,18 @@ stop reason max_tokens / status incomplete when the context runs out.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 
-from compat import ChatRequest, OpenAIError, parse_chat_request, resolve_max_tokens
+from compat import ChatRequest, OpenAIError, parse_chat_request
+from compat import errors as openai_errors
 from compat.assistant_turn import AssistantTurn, Delta
 from compat.tool_parser import new_tool_call_id
 from gateway.request_stream import RequestStream
+from gateway.request_summary import RequestSummary
+from gateway.sampling import to_sampling_params
 from gateway.serving_model import ServingModel
-from gateway.structured_output import blame_tools, chat_constraint, offers_tools
 
 
 class ChatTurn:
@@ -27,17 +30,19 @@ class ChatTurn:
         self.chat = chat
         self.stream = stream
         self.num_prompt_tokens = num_prompt_tokens
-        tool_names = [tool.name for tool in chat.tools] if offers_tools(chat) else None
+        tool_names = [tool.name for tool in chat.tools or ()] if chat.offers_tools else None
         self.assistant = AssistantTurn(tool_names, chat.parallel_tool_calls, new_call_id)
+        self.summary = RequestSummary()  # usage and the access log's line
         self.num_output_tokens = 0
         self.num_cached_tokens = 0
         self.finish_reason: str | None = None  # stop | length, once finished
         self.stop_reason: str | int | None = None  # the stop string or token id that ended it
         self._closed = False
 
-    async def deltas(self) -> AsyncIterator[list[Delta]]:
+    async def deltas(self) -> AsyncGenerator[list[Delta], None]:
         """The output's deltas, a batch per engine output, until the turn finishes."""
         async for out in self.stream:
+            self.summary.add(0, out)
             self.num_output_tokens = out.num_output_tokens
             self.num_cached_tokens = out.num_cached_tokens
             logprobs = self.model.logprobs.chat(out.new_logprobs or (), self.chat.top_logprobs) \
@@ -63,26 +68,35 @@ def parse_chat(chat_body: dict, params: Mapping[str, str]) -> ChatRequest:
         raise renamed(e, params) from None
 
 
-def count_prompt_tokens(model: ServingModel, chat_body: dict, params: Mapping[str, str]) -> int:
-    return len(model.chat_prompt_ids(parse_chat(chat_body, params)))
+async def count_prompt_tokens(model: ServingModel, chat_body: dict, params: Mapping[str, str]) -> int:
+    chat = parse_chat(chat_body, params)
+    try:
+        return len(await model.workers.run(model.chat_prompt_ids, chat))
+    except OpenAIError as e:
+        raise renamed(e, params) from None
 
 
 async def start_turn(model: ServingModel, chat_body: dict, params: Mapping[str, str],
                      new_call_id: Callable[[], str] = new_tool_call_id) -> ChatTurn:
     """Admit the turn; raises OpenAIError (params renamed for the surface) if it cannot be served."""
     chat = parse_chat(chat_body, params)
-    prompt_ids = model.chat_prompt_ids(chat)
-    prompt_param = params.get("messages", "messages")
     try:
-        room = resolve_max_tokens(len(prompt_ids), None, model.max_model_len, prompt_param)
-        requested = chat.sampling["max_tokens"]
-        sampling = {**chat.sampling, "max_tokens": room if requested is None else min(requested, room)}
-        sampling_params, priority = model.sampling_params(sampling, chat_body, len(prompt_ids), prompt_param)
-        sampling_params.structured_output = chat_constraint(chat)
-        stream = await model.admit(prompt_ids, sampling_params, priority, prompt_param)
+        prompt_ids = await model.workers.run(model.chat_prompt_ids, chat)
+        chat = _within_context(chat, len(prompt_ids), model.defaults.max_model_len)
+        stream = await model.admit(chat, prompt_ids, to_sampling_params(chat, model.defaults, len(prompt_ids)))
     except OpenAIError as e:
-        raise renamed(blame_tools(e, chat_constraint(chat)), params) from None
+        raise renamed(e, params) from None
     return ChatTurn(model, chat, stream, len(prompt_ids), new_call_id)
+
+
+def _within_context(chat: ChatRequest, num_prompt_tokens: int, max_model_len: int) -> ChatRequest:
+    """max_tokens cut to what the context leaves after the prompt; a prompt that fills it is refused."""
+    room = max_model_len - num_prompt_tokens
+    if room < 1:
+        raise openai_errors.context_length_exceeded(max_model_len, num_prompt_tokens, None, "messages")
+    requested = chat.sampling.max_tokens
+    max_tokens = room if requested is None else min(requested, room)
+    return dataclasses.replace(chat, sampling=dataclasses.replace(chat.sampling, max_tokens=max_tokens))
 
 
 def renamed(error: OpenAIError, params: Mapping[str, str]) -> OpenAIError:

@@ -7,44 +7,50 @@ import logging
 import os
 import sys
 
-from gateway.engine_args import add_engine_arguments, engine_config
+from gateway import generate, server
+from gateway.bench import serve as bench_serve
+from gateway.bench import throughput
+from gateway.engine_args import add_engine_arguments, check_engine_args, engine_config
+
+EXIT_LOAD_FAILED = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cortexstream", description="OpenAI-compatible inference over JAX")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from gateway import generate
-    p = sub.add_parser("generate", help="one-shot generation printed to stdout")
+    p = _command(sub, "serve", "run the OpenAI-compatible HTTP server")
+    server.add_arguments(p)
+    add_engine_arguments(p)
+    p.set_defaults(handler=server.run)
+
+    p = _command(sub, "generate", "one-shot generation printed to stdout")
     generate.add_arguments(p)
     add_engine_arguments(p)
     p.set_defaults(warmup=False, handler=generate.run)
 
-    try:
-        from gateway import server
-    except ImportError:
-        server = None
-    if server is not None:
-        p = sub.add_parser("serve", help="run the OpenAI-compatible HTTP server")
-        server.add_arguments(p)
-        add_engine_arguments(p)
-        p.set_defaults(handler=server.run)
-
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
-    from gateway.bench import throughput
-    p = bench.add_parser("throughput", help="offline throughput through the engine")
+    p = _command(bench, "throughput", "offline throughput through the engine")
     throughput.add_arguments(p)
     add_engine_arguments(p)
     p.set_defaults(handler=throughput.run)
-    try:
-        from gateway.bench import serve as bench_serve
-    except ImportError:
-        bench_serve = None
-    if bench_serve is not None:
-        p = bench.add_parser("serve", help="online benchmark against an OpenAI-compatible server")
-        bench_serve.add_arguments(p)
-        p.set_defaults(handler=bench_serve.run, engine=False)
+    p = _command(bench, "serve", "online benchmark against an OpenAI-compatible server")
+    bench_serve.add_arguments(p)
+    p.set_defaults(handler=bench_serve.run, engine=False)
     return parser
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's default, as `vllm serve --help` shows them, unless its help says what unset means."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "(default:" in action.help:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _command(sub, name: str, help: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help, formatter_class=_DefaultsFormatter)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,16 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("CORTEXSTREAM_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from jax_engine.config import ConfigError
     from jax_engine.loader import LoadError
     try:
         if getattr(args, "engine", True) is False:
             return args.handler(args) or 0
+        problem = check_engine_args(args)
+        if problem is not None:
+            parser.error(problem)
         return args.handler(args, engine_config(args)) or 0
     except (LoadError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_LOAD_FAILED
 
 
 if __name__ == "__main__":

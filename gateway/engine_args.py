@@ -1,68 +1,27 @@
-"""Engine flags shared by `serve`, `generate` and `bench throughput` (vLLM's names)."""
+"""Engine flags shared by `serve`, `generate` and `bench throughput`: EngineConfig's fields (vLLM's names)."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 
-from jax_engine.config import EngineConfig, default_cache_dir
+from gateway.config_args import add_config_arguments, config_from_args
+from jax_engine.config import EngineConfig
 
 
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("engine")
-    g.add_argument("--model", default=None,
-                   help="HF checkpoint directory or GGUF file (default: the embedded SmolLM2-135M-Instruct); "
-                        "with --load-format dummy, a config.json or a built-in shape (llama-3-8b, llama-3.2-1b)")
-    g.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="auto: float32 on CPU, bfloat16 on GPU")
-    g.add_argument("--load-format", default="auto", choices=["auto", "dummy"])
-    g.add_argument("--max-model-len", type=int, default=None,
-                   help="context length (default: the model's, capped at 2048 on CPU); more than the model allows "
-                        "is refused")
-    g.add_argument("--hf-overrides", type=_json_object, default=None,
-                   help="JSON of config.json values to use instead of the checkpoint's (rope_scaling, rope_theta, "
-                        "max_position_embeddings, sliding_window), as vLLM's flag; e.g. YaRN for twice the context: "
-                        "'{\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 2.0, "
-                        "\"original_max_position_embeddings\": 8192}}'")
-    g.add_argument("--block-size", type=int, default=16)
-    g.add_argument("--kv-cache-memory", type=float, default=None, help="KV cache size in GiB")
-    g.add_argument("--gpu-memory-utilization", type=float, default=0.85)
-    g.add_argument("--max-num-seqs", type=int, default=32)
-    g.add_argument("--max-num-batched-tokens", type=int, default=512)
-    g.add_argument("--no-enable-prefix-caching", dest="enable_prefix_caching", action="store_false")
-    g.add_argument("--compilation-cache-dir", default=f"{default_cache_dir()}/jax")
-    g.add_argument("--no-warmup", dest="warmup", action="store_false")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--batch-invariant", action="store_true",
-                   help="fixed matmul and attention tiles, so a request's tokens never depend on what shares its "
-                        "batch (CPU: 1.4-2x slower; default off)")
-    g.add_argument("--max-decode-slowdown", type=float, default=2.5,
-                   help="while requests decode, size prefill chunks so a step's predicted time stays under this "
-                        "many decode-only steps (learned from measured step times); 0: always "
-                        "--max-num-batched-tokens")
-    g.add_argument("--quantization", default="auto", choices=["auto", "none", "int8"],
-                   help="int8: W8A8 matmuls on CPU (weights int8 per output channel, activations int8 per token); "
-                        "auto: int8 on CPU when the checkpoint itself is quantised (GGUF Q4/Q5/Q8/K-quants), "
-                        "else none")
+    add_config_arguments(p.add_argument_group("engine"), EngineConfig)
+
+
+def check_engine_args(args: argparse.Namespace) -> str | None:
+    """What no single flag's type can see; None when the flags fit together."""
+    if args.model is not None and args.load_format != "dummy" and not os.path.exists(args.model):
+        return f"argument --model: {args.model}: no such file or directory"
+    if args.max_num_batched_tokens < args.max_num_seqs:
+        return (f"--max-num-batched-tokens ({args.max_num_batched_tokens}) must be at least --max-num-seqs "
+                f"({args.max_num_seqs}): every running sequence needs a token per step")
+    return None
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
-    return EngineConfig(
-        model=args.model, dtype=args.dtype, load_format=args.load_format, max_model_len=args.max_model_len,
-        hf_overrides=args.hf_overrides,
-        block_size=args.block_size, kv_cache_memory=args.kv_cache_memory,
-        gpu_memory_utilization=args.gpu_memory_utilization, max_num_seqs=args.max_num_seqs,
-        max_num_batched_tokens=args.max_num_batched_tokens, enable_prefix_caching=args.enable_prefix_caching,
-        compilation_cache_dir=args.compilation_cache_dir or None, seed=args.seed, warmup=args.warmup,
-        batch_invariant=args.batch_invariant, quantization=args.quantization,
-        max_decode_slowdown=args.max_decode_slowdown)
-
-
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not JSON: {e}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object")
-    return value
+    return config_from_args(EngineConfig, args)

@@ -6,14 +6,14 @@ import sys
 import time
 
 from compat.chat_template import ChatTemplate
-from jax_engine.engine import build_llm_engine
+from jax_engine.llm_engine import LLMEngine
 from jax_engine.sampling_params import SamplingParams
 
 
 def add_arguments(p) -> None:
-    p.add_argument("prompt")
-    p.add_argument("--max-tokens", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("prompt", help="the text to continue (or, with --chat, the user message)")
+    p.add_argument("--max-tokens", type=int, default=64, help="most tokens to generate")
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
     p.add_argument("--chat", action="store_true", help="wrap the prompt as a user message in the chat template")
     p.set_defaults(warmup=False)
 
@@ -29,14 +29,15 @@ def prompt_ids(engine, prompt: str, chat: bool) -> list[int]:
 
 def run(args, config) -> int:
     t0 = time.perf_counter()
-    engine = build_llm_engine(config)
+    engine = LLMEngine.from_config(config)
     load_s = time.perf_counter() - t0
     ids = prompt_ids(engine, args.prompt, args.chat)
     engine.add_request("generate", ids, SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens))
-    start, first, n = time.perf_counter(), None, 0
+    start, n = time.perf_counter(), 0
+    first = start
     while engine.has_unfinished_requests():
         for out in engine.step():
-            if first is None:
+            if n == 0:
                 first = time.perf_counter()
             n += len(out.new_token_ids)
             sys.stdout.write(out.new_text)

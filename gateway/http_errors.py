@@ -5,10 +5,17 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from compat import OpenAIError
+from compat import GenerationRequest, OpenAIError
 from compat import anthropic as messages_api
 from compat import errors as openai_errors
-from jax_engine.errors import EngineError, EngineShutdown, QueueFull, RequestValidationError
+from jax_engine import (
+    ContextLengthExceeded,
+    EngineDead,
+    EngineError,
+    EngineShutdown,
+    QueueFull,
+    RequestValidationError,
+)
 
 RETRY_AFTER_SECONDS = 1
 
@@ -51,19 +58,29 @@ def from_http_exception(exc: web.HTTPException, request: web.Request, max_body_b
                        else openai_errors.SERVER_ERROR)
 
 
-def from_engine_error(exc: Exception, prompt_param: str) -> OpenAIError:
-    """An engine exception raised at admission or while generating.
-
-    `prompt_param` is the request field that holds the prompt ("messages" or "prompt"): the engine's
-    context-length and token-id checks name "prompt" or "messages" without knowing the endpoint.
-    """
+def from_refusal(exc: Exception, request: GenerationRequest, prompt_index: int = 0) -> OpenAIError:
+    """Why the engine would not admit a request, in OpenAI's terms: the one place an engine field becomes
+    the request's `param` (each API surface names its own fields)."""
+    if isinstance(exc, ContextLengthExceeded):
+        param = request.param_for(exc.field.value, prompt_index)
+        return openai_errors.context_length_exceeded(exc.max_model_len, exc.num_prompt_tokens, exc.max_tokens, param)
     if isinstance(exc, RequestValidationError):
-        param = prompt_param if exc.param in ("prompt", "messages") else exc.param
-        return openai_errors.invalid_request(str(exc), param, exc.code)
+        param = request.param_for(exc.field.value, prompt_index)
+        if exc.position is not None:
+            param = f"{param}[{exc.position}]"
+            return openai_errors.invalid_value(param, f"Invalid '{param}': {exc}.")
+        return openai_errors.invalid_request(str(exc), param)
+    return from_engine_error(exc)
+
+
+def from_engine_error(exc: Exception) -> OpenAIError:
+    """The engine could not take or finish a request for reasons of its own."""
     if isinstance(exc, QueueFull):
         return openai_errors.rate_limited(f"The server's waiting queue is full ({exc}). Please retry shortly.")
     if isinstance(exc, EngineShutdown):
         return openai_errors.service_unavailable("The server is shutting down. Please retry on another instance.")
+    if isinstance(exc, EngineDead):
+        return openai_errors.service_unavailable("The engine has failed; the server cannot serve requests.")
     if isinstance(exc, EngineError):
         return openai_errors.internal_error(f"The engine failed while serving this request: {exc}")
     return openai_errors.internal_error()

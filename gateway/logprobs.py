@@ -6,7 +6,7 @@ import functools
 from collections.abc import Sequence
 
 from compat import TokenLogprob, TopLogprob
-from jax_engine.model_runner import TokenLogprobs
+from jax_engine import TokenLogprobs
 
 
 class LogprobFormatter:

@@ -1,7 +1,8 @@
 """Prometheus metrics under vLLM's names with a `cortexstream:` prefix.
 
-Engine state (running and waiting requests, KV cache usage, prefix-cache counters, preemptions) is read at
-scrape time; per-request latencies and token counts are observed by a RequestTracker as outputs arrive.
+Engine state (running and waiting requests, KV cache usage, prefix-cache counters, preemptions) comes from
+the engine's stats snapshot at scrape time; per-request latencies and token counts are observed by a
+RequestTracker from the timings (monotonic ns, stamped by the engine) each output carries.
 Each app has its own registry, so several apps can live in one process (tests).
 """
 
@@ -14,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from jax_engine.outputs import RequestOutput
+from jax_engine import EngineStats, RequestOutput
 
 PREFIX = "cortexstream:"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -27,16 +28,17 @@ ITL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4,
                7.5, 10.0, 20.0, 40.0, 80.0)
 E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
                240.0, 480.0, 960.0, 1920.0, 7680.0)
+QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
 
 
 class Metrics:
-    def __init__(self, model_name: str, engine_core: Callable[[], object | None]):
-        """`engine_core` returns the LLMEngine once loaded (None before)."""
+    def __init__(self, model_name: str, engine_stats: Callable[[], EngineStats | None]):
+        """`engine_stats` returns the engine's latest stats snapshot once it is loaded (None before)."""
         self.registry = CollectorRegistry()
         labels = ["model_name"]
         self.model_name = model_name
-        self.registry.register(_EngineStateCollector(model_name, engine_core))
+        self.registry.register(_EngineStateCollector(model_name, engine_stats))
 
         # Children bound to this model's label once: observing is then a plain method call per token.
         def counter(name, doc):
@@ -56,6 +58,8 @@ class Metrics:
         self.tpot = histogram("time_per_output_token_seconds",
                               "Histogram of time per output token in seconds (vLLM's older name of ITL).",
                               ITL_BUCKETS)
+        self.queue_time = histogram("request_queue_time_seconds",
+                                    "Histogram of time spent in WAITING phase for request.", QUEUE_BUCKETS)
         self.e2e = histogram("e2e_request_latency_seconds",
                              "Histogram of end to end request latency in seconds.", E2E_BUCKETS)
         self.request_prompt_tokens = histogram("request_prompt_tokens",
@@ -66,77 +70,79 @@ class Metrics:
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
-    def tracker(self) -> RequestTracker:
-        return RequestTracker(self)
+    def tracker(self, arrival_ns: int) -> RequestTracker:
+        return RequestTracker(self, arrival_ns)
 
 
 class RequestTracker:
     """Latencies and token counts of one engine request (all its n samples)."""
 
-    def __init__(self, metrics: Metrics):
+    def __init__(self, metrics: Metrics, arrival_ns: int):
         self.m = metrics
-        self.arrival = time.perf_counter()
-        self.first_token: float | None = None
-        self.last_token: dict[int, float] = {}  # per sample index
+        self.arrival_ns = arrival_ns
+        self.last_token_ns: dict[int, int] = {}  # per sample index
+        self.finished_ns = 0
         self.prompt_counted = False
         self.num_generated = 0
-        self.num_finished = 0
         self.closed = False
 
     def observe(self, out: RequestOutput) -> None:
-        now = time.perf_counter()
         if not self.prompt_counted:
             self.prompt_counted = True
             self.m.prompt_tokens.inc(out.num_prompt_tokens)
             self.m.request_prompt_tokens.observe(out.num_prompt_tokens)
+            self.m.queue_time.observe(_seconds(out.timing.first_scheduled_ns - out.timing.arrival_ns))
         if out.new_token_ids:
-            self._tokens(out, now)
+            self._tokens(out)
         if out.finished:
-            self.num_finished += 1
+            self.finished_ns = max(self.finished_ns, out.timing.finished_ns)
             self.m.request_success.labels(self.m.model_name, out.finish_reason or "unknown").inc()
 
-    def _tokens(self, out: RequestOutput, now: float) -> None:
+    def _tokens(self, out: RequestOutput) -> None:
         n = len(out.new_token_ids)
+        if not self.num_generated:
+            self.m.ttft.observe(_seconds(out.timing.first_token_ns - out.timing.arrival_ns))
         self.num_generated += n
         self.m.generation_tokens.inc(n)
-        if self.first_token is None:
-            self.first_token = now
-            self.m.ttft.observe(now - self.arrival)
-        previous = self.last_token.get(out.index)
+        previous = self.last_token_ns.get(out.index)
         if previous is not None:
-            self.m.itl.observe(now - previous)
-            self.m.tpot.observe(now - previous)
-        self.last_token[out.index] = now
+            self.m.itl.observe(_seconds(out.timing.last_token_ns - previous))
+            self.m.tpot.observe(_seconds(out.timing.last_token_ns - previous))
+        self.last_token_ns[out.index] = out.timing.last_token_ns
 
     def close(self, aborted: bool) -> None:
+        """`aborted`: some sample never finished; it ends now (the same monotonic clock the engine stamps)."""
         if self.closed:
             return
         self.closed = True
         if aborted:
             self.m.request_success.labels(self.m.model_name, "abort").inc()
-        self.m.e2e.observe(time.perf_counter() - self.arrival)
+            self.finished_ns = time.monotonic_ns()
+        self.m.e2e.observe(_seconds(self.finished_ns - self.arrival_ns))
         self.m.request_generation_tokens.observe(self.num_generated)
 
 
+def _seconds(ns: int) -> float:
+    return max(ns, 0) / 1e9
+
+
 class _EngineStateCollector:
-    def __init__(self, model_name: str, engine_core: Callable[[], object | None]):
+    def __init__(self, model_name: str, engine_stats: Callable[[], EngineStats | None]):
         self.model_name = model_name
-        self.engine_core = engine_core
+        self.engine_stats = engine_stats
 
     def collect(self):
-        core = self.engine_core()
-        running, waiting, usage, queries, hits, preemptions = 0, 0, 0.0, 0, 0, 0
-        if core is not None:
-            running, waiting, usage = core.num_running, core.num_waiting, core.kv_cache_usage
-            queries, hits = core.block_manager.num_queries, core.block_manager.num_hits
-            preemptions = core.scheduler.num_preemptions
-        yield self._gauge("num_requests_running", "Number of requests in model execution batches.", running)
-        yield self._gauge("num_requests_waiting", "Number of requests waiting to be processed.", waiting)
-        yield self._gauge("kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", usage)
+        stats = self.engine_stats() or EngineStats()
+        yield self._gauge("num_requests_running", "Number of requests in model execution batches.",
+                          stats.num_running)
+        yield self._gauge("num_requests_waiting", "Number of requests waiting to be processed.", stats.num_waiting)
+        yield self._gauge("kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", stats.kv_cache_usage)
         yield self._counter("prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.",
-                            queries)
-        yield self._counter("prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", hits)
-        yield self._counter("num_preemptions", "Cumulative number of preemptions from the engine.", preemptions)
+                            stats.prefix_cache_queries)
+        yield self._counter("prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
+                            stats.prefix_cache_hits)
+        yield self._counter("num_preemptions", "Cumulative number of preemptions from the engine.",
+                            stats.num_preemptions)
 
     def _gauge(self, name: str, doc: str, value: float) -> GaugeMetricFamily:
         family = GaugeMetricFamily(PREFIX + name, doc, labels=["model_name"])

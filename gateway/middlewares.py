@@ -14,7 +14,7 @@ from aiohttp import web
 from compat import OpenAIError
 from compat import errors as openai_errors
 from gateway.http_errors import from_http_exception, internal_error, surface_error_response
-from gateway.state import REQUEST_ID, SERVER_CONFIG, USAGE
+from gateway.state import IN_FLIGHT, REQUEST_ID, SERVER_CONFIG, SUMMARY
 
 logger = logging.getLogger("gateway")
 access_logger = logging.getLogger("gateway.access")
@@ -22,15 +22,19 @@ access_logger = logging.getLogger("gateway.access")
 REQUEST_ID_HEADER = "X-Request-Id"
 _CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,256}")  # printable ASCII: safe to echo and to log
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the response was complete
+OPEN_PATHS = frozenset({"/health", "/version"})  # no API key needed; /metrics too unless protected
 
 
 @web.middleware
 async def request_id_and_access_log(request: web.Request, handler) -> web.StreamResponse:
-    """Take the client's X-Request-Id or make one; log one line per request when it is over."""
+    """Take the client's X-Request-Id or make one; log one line per request when it is over. Counts the
+    request as in flight meanwhile (the shutdown drain waits for that count)."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
     request[REQUEST_ID] = given if _CLIENT_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
     start = time.perf_counter()
     status = 500
+    in_flight = request.app[IN_FLIGHT]
+    in_flight.enter()
     try:
         response = await handler(request)
         status = response.status
@@ -39,15 +43,15 @@ async def request_id_and_access_log(request: web.Request, handler) -> web.Stream
         status = CLIENT_CLOSED_REQUEST
         raise
     finally:
+        in_flight.leave()
         _log_access(request, status, time.perf_counter() - start)
 
 
 def _log_access(request: web.Request, status: int, seconds: float) -> None:
-    usage = request.get(USAGE)
-    tokens = (f" prompt_tokens={usage.get('prompt_tokens', 0)} completion_tokens={usage.get('completion_tokens', 0)}"
-              if usage else "")
+    summary = request.get(SUMMARY)
+    generation = f" {summary.log_fields()}" if summary is not None else ""
     access_logger.info('%s "%s %s" %d%s %.1fms request_id=%s', request.remote, request.method, request.path_qs,
-                       status, tokens, 1000 * seconds, request[REQUEST_ID])
+                       status, generation, 1000 * seconds, request[REQUEST_ID])
 
 
 @web.middleware
@@ -73,10 +77,12 @@ async def openai_errors_middleware(request: web.Request, handler) -> web.StreamR
 
 @web.middleware
 async def api_key_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Keys on /v1/* only (health and metrics stay open), compared in constant time: `Authorization: Bearer`
-    as OpenAI's clients send it, or `x-api-key` as Anthropic's do."""
-    api_key = request.app[SERVER_CONFIG].api_key
-    if api_key and _protected(request):
+    """Keys on every route but /health, /version and (unless --api-key-protects-metrics) /metrics, compared in
+    constant time: `Authorization: Bearer` as OpenAI's clients send it, or `x-api-key` as Anthropic's do. CORS
+    preflights carry no credentials and pass."""
+    config = request.app[SERVER_CONFIG]
+    api_key = config.api_key
+    if api_key and _protected(request, config.api_key_protects_metrics):
         token = _presented_key(request)
         if not token:
             raise openai_errors.invalid_api_key(provided=False)
@@ -92,5 +98,7 @@ def _presented_key(request: web.Request) -> str:
     return request.headers.get("x-api-key", "").strip()
 
 
-def _protected(request: web.Request) -> bool:
-    return (request.path == "/v1" or request.path.startswith("/v1/")) and request.method != "OPTIONS"
+def _protected(request: web.Request, protect_metrics: bool) -> bool:
+    if request.method == "OPTIONS" or request.path in OPEN_PATHS:
+        return False
+    return protect_metrics or request.path != "/metrics"

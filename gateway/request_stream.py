@@ -1,75 +1,42 @@
-"""One engine request as the handlers see it: admitted, iterated, closed.
+"""One admitted engine request as the handlers see it: iterated, observed by the metrics, closed.
 
-`admit` separates admission from waiting: the engine raises its admission errors (bad token ids, context
-length, a full waiting queue) synchronously at the first step of `generate`, so running that step in a task
-and yielding once tells us whether the request was accepted, before any response header is sent. Closing
-the stream (always, in a finally) aborts the request in the engine if it has not finished.
+Closing the stream (always, in a finally) aborts the request in the engine if it has not finished.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from gateway.http_errors import from_engine_error
 from gateway.metrics import RequestTracker
-from jax_engine.errors import EngineError, QueueFull, RequestValidationError
-from jax_engine.outputs import RequestOutput
-from jax_engine.sampling_params import SamplingParams
+from jax_engine import EngineError, RequestHandle, RequestOutput
 
 
 class RequestStream:
-    def __init__(self, outputs: AsyncIterator[RequestOutput], first: asyncio.Task, tracker: RequestTracker,
-                 n: int, prompt_param: str):
-        self._outputs = outputs
-        self._prompt_param = prompt_param
-        self._first: asyncio.Task | None = first
+    def __init__(self, handle: RequestHandle, tracker: RequestTracker):
+        self._handle = handle
         self._tracker = tracker
-        self.n = n
+        self.n = handle.n
 
     def __aiter__(self) -> RequestStream:
         return self
 
     async def __anext__(self) -> RequestOutput:
         try:
-            if self._first is not None:
-                first, self._first = self._first, None
-                out = await first
-            else:
-                out = await self._outputs.__anext__()
-        except (EngineError, RequestValidationError, QueueFull) as e:
-            raise from_engine_error(e, self._prompt_param) from e
+            out = await self._handle.__anext__()
+        except EngineError as e:
+            raise from_engine_error(e) from e
         self._tracker.observe(out)
         return out
 
     async def aclose(self) -> None:
-        first, self._first = self._first, None
-        if first is not None and not first.done():
-            first.cancel()
-        if first is not None:
-            await asyncio.gather(first, return_exceptions=True)
-        await self._outputs.aclose()
-        self._tracker.close(aborted=self._tracker.num_finished < self.n)
+        aborted = not self._handle.finished
+        await self._handle.aclose()
+        self._tracker.close(aborted)
 
 
-async def admit(engine, request_id: str, prompt_token_ids: list[int], params: SamplingParams, priority: int,
-                tracker: RequestTracker, prompt_param: str) -> RequestStream:
-    """Hand the request to the engine; raises OpenAIError if the engine refuses it."""
-    outputs = engine.generate(request_id, prompt_token_ids, params, priority)
-    first = asyncio.ensure_future(outputs.__anext__())
-    try:
-        await asyncio.sleep(0)  # the task runs generate up to its first wait, or to its refusal
-    except BaseException:
-        await RequestStream(outputs, first, tracker, params.n, prompt_param).aclose()
-        raise
-    if first.done() and first.exception() is not None:
-        refusal = first.exception()
-        await outputs.aclose()
-        raise from_engine_error(refusal, prompt_param) from refusal
-    return RequestStream(outputs, first, tracker, params.n, prompt_param)
-
-
-async def merged(streams: list[RequestStream]) -> AsyncIterator[tuple[int, RequestOutput]]:
+async def merged(streams: list[RequestStream]) -> AsyncGenerator[tuple[int, RequestOutput], None]:
     """Outputs of several requests as they come, tagged with the position of their stream."""
     if len(streams) == 1:
         async for out in streams[0]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 import orjson
@@ -14,10 +14,10 @@ from aiohttp import web
 from compat import (
     ChatChoiceData,
     ChatRequest,
-    OpenAIError,
     chat_chunk,
     chat_response,
     chat_usage_chunk,
+    check_sequences_per_request,
     content_delta,
     parse_chat_request,
     role_delta,
@@ -25,30 +25,26 @@ from compat import (
 from compat.tool_parser import ToolCallParser, parse_tool_calls
 from gateway.body import read_json
 from gateway.request_stream import RequestStream, wire_finish_reason
+from gateway.request_summary import RequestSummary
+from gateway.sampling import to_sampling_params
 from gateway.serving_model import ServingModel
 from gateway.sse import stream_events
-from gateway.state import REQUEST_ID, USAGE, serving_model
-from gateway.structured_output import blame_tools, chat_constraint, offers_tools
-from gateway.usage_counter import UsageCounter
-from jax_engine.outputs import RequestOutput
+from gateway.state import REQUEST_ID, SERVER_CONFIG, SUMMARY, serving_model
+from jax_engine import RequestOutput
 
 logger = logging.getLogger(__name__)
 
 
 async def create_chat_completion(request: web.Request) -> web.StreamResponse:
     model = serving_model(request)
-    body = await read_json(request)
+    body = await read_json(request, model.workers)
     chat = parse_chat_request(body, allow_structured_output=True, allow_tools=True)
     model.check_model(chat.model)
+    check_sequences_per_request(1, chat.n, request.app[SERVER_CONFIG].max_sequences_per_request)
     if chat.ignored_fields:
         logger.debug("request %s: ignoring unknown fields %s", request[REQUEST_ID], chat.ignored_fields)
-    prompt_ids = model.chat_prompt_ids(chat)
-    params, priority = model.sampling_params(chat.sampling, body, len(prompt_ids), "messages")
-    params.structured_output = chat_constraint(chat)
-    try:
-        stream = await model.admit(prompt_ids, params, priority, "messages")
-    except OpenAIError as e:
-        raise blame_tools(e, params.structured_output) from e
+    prompt_ids = await model.workers.run(model.chat_prompt_ids, chat)
+    stream = await model.admit(chat, prompt_ids, to_sampling_params(chat, model.defaults, len(prompt_ids)))
     call = ChatCall(model, chat, f"chatcmpl-{uuid.uuid4().hex}", int(time.time()))
     try:
         if chat.stream:
@@ -56,7 +52,7 @@ async def create_chat_completion(request: web.Request) -> web.StreamResponse:
         return await call.respond(stream)
     finally:
         await stream.aclose()
-        request[USAGE] = call.usage.usage()
+        request[SUMMARY] = call.summary
 
 
 @dataclass
@@ -72,9 +68,9 @@ class ChatCall:
         self.chat = chat
         self.response_id = response_id
         self.created = created
-        self.usage = UsageCounter()
+        self.summary = RequestSummary()
         self.echo = _echo_text(chat)
-        self.tool_names = [tool.name for tool in chat.tools] if offers_tools(chat) else None
+        self.tool_names = [tool.name for tool in chat.tools or []] if chat.offers_tools else None
         self.tool_parsers = ([ToolCallParser(self.tool_names, chat.parallel_tool_calls) for _ in range(chat.n)]
                              if self.tool_names is not None else None)
 
@@ -86,13 +82,13 @@ class ChatCall:
     async def respond(self, stream: RequestStream) -> web.Response:
         choices = [_Choice(text=[self.echo]) for _ in range(self.chat.n)]
         async for out in stream:
-            self.usage.add(0, out)
+            self.summary.add(0, out)
             choice = choices[out.index]
             choice.text.append(out.new_text)
             choice.logprobs.extend(self._logprobs(out) or ())
             choice.finish_reason = wire_finish_reason(out) or choice.finish_reason
         data = [self._choice_data(i, c) for i, c in enumerate(choices)]
-        body = chat_response(self.response_id, self.model.name, self.created, data, self.usage.usage())
+        body = chat_response(self.response_id, self.model.name, self.created, data, self.summary.usage())
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     def _choice_data(self, index: int, choice: _Choice) -> ChatChoiceData:
@@ -103,29 +99,34 @@ class ChatCall:
         content, calls = parse_tool_calls(text, self.tool_names, self.chat.parallel_tool_calls)
         return ChatChoiceData(index, content, _with_tool_calls(finish_reason, calls), logprobs, calls)
 
-    async def events(self, stream: RequestStream) -> AsyncIterator[list[dict]]:
+    async def events(self, stream: RequestStream) -> AsyncGenerator[list[dict], None]:
         """The stream's chunks, a batch per engine output."""
         yield [self._chunk(i, role_delta()) for i in range(self.chat.n)]
         if self.echo:
             yield [self._chunk(i, content_delta(self.echo)) for i in range(self.chat.n)]
         async for out in stream:
-            self.usage.add(0, out)
-            yield self._tool_chunks(out) if self.tool_parsers is not None else self._output_chunks(out)
+            self.summary.add(0, out)
+            parser = self.tool_parsers[out.index] if self.tool_parsers is not None else None
+            yield self._tool_chunks(out, parser) if parser is not None else self._output_chunks(out)
         if self.chat.include_usage:
-            yield [chat_usage_chunk(self.response_id, self.model.name, self.created, self.usage.usage())]
+            yield [chat_usage_chunk(self.response_id, self.model.name, self.created, self.summary.usage())]
 
     def _output_chunks(self, out: RequestOutput) -> list[dict]:
+        """This output's text and logprobs, then (when it is the last) the finish_reason on an empty delta, as
+        OpenAI sends it."""
         logprobs = self._logprobs(out)
         finish_reason = wire_finish_reason(out)
-        if not out.new_text and not logprobs and finish_reason is None and self.model.tokenizer is not None:
-            return []  # a token that completes no character yet (without a tokenizer, every token is sent)
-        delta = content_delta(out.new_text) if out.new_text or finish_reason is None else {}
-        return [self._chunk(out.index, delta, finish_reason, logprobs)]
+        chunks = []
+        if out.new_text or logprobs or (finish_reason is None and self.model.tokenizer is None):
+            # a token that completes no character yet sends nothing (without a tokenizer, every token is sent)
+            chunks.append(self._chunk(out.index, content_delta(out.new_text), None, logprobs))
+        if finish_reason is not None:
+            chunks.append(self._chunk(out.index, {}, finish_reason))
+        return chunks
 
-    def _tool_chunks(self, out: RequestOutput) -> list[dict]:
+    def _tool_chunks(self, out: RequestOutput, parser: ToolCallParser) -> list[dict]:
         """The tool parser's content and tool_calls deltas; this output's logprobs ride on the first, and the
         finish_reason comes last on an empty delta, as OpenAI sends it."""
-        parser = self.tool_parsers[out.index]
         deltas = parser.feed(out.new_text)
         finish_reason = wire_finish_reason(out)
         if finish_reason is not None:
@@ -141,7 +142,7 @@ class ChatCall:
 
     def _chunk(self, index: int, delta: dict, finish_reason: str | None = None,
                logprobs: list | None = None) -> dict:
-        running = self.usage.usage() if self.chat.continuous_usage_stats else None
+        running = self.summary.usage() if self.chat.continuous_usage_stats else None
         return chat_chunk(self.response_id, self.model.name, self.created, index, delta, finish_reason, logprobs,
                           usage_null=self.chat.include_usage, usage=running)
 

@@ -18,7 +18,7 @@ from gateway.body import read_json
 from gateway.chat_turn import ChatTurn, count_prompt_tokens, start_turn
 from gateway.keepalive import with_keepalive
 from gateway.sse import Framing, named_event, stream_events
-from gateway.state import REQUEST_ID, USAGE, serving_model
+from gateway.state import REQUEST_ID, SUMMARY, serving_model
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def new_tool_use_id() -> str:
 
 async def create_message(request: web.Request) -> web.StreamResponse:
     model = serving_model(request)
-    body = await read_json(request)
+    body = await read_json(request, model.workers)
     messages_request = messages_api.parse_messages_request(body)
     model.check_model(messages_request.model)
     if messages_request.ignored_fields:
@@ -47,7 +47,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         await run.run()
     finally:
         await turn.aclose()
-        request[USAGE] = {"prompt_tokens": turn.num_prompt_tokens, "completion_tokens": turn.num_output_tokens}
+        request[SUMMARY] = turn.summary
     if run.error is not None:
         raise run.error
     return _json(run.message.message)
@@ -55,10 +55,10 @@ async def create_message(request: web.Request) -> web.StreamResponse:
 
 async def count_tokens(request: web.Request) -> web.Response:
     model = serving_model(request)
-    body = await read_json(request)
+    body = await read_json(request, model.workers)
     messages_request = messages_api.parse_messages_request(body, counting=True)
     model.check_model(messages_request.model)
-    count = count_prompt_tokens(model, messages_api.chat_body(messages_request), messages_api.PARAMS)
+    count = await count_prompt_tokens(model, messages_api.chat_body(messages_request), messages_api.PARAMS)
     return _json({"input_tokens": count})
 
 

@@ -21,7 +21,7 @@ from gateway.response_run import ResponseRun
 from gateway.response_store import StoredResponse
 from gateway.responses_state import ResponsesState
 from gateway.sse import Framing, named_event, stream_events
-from gateway.state import REQUEST_ID, RESPONSES, USAGE, serving_model
+from gateway.state import REQUEST_ID, RESPONSES, SUMMARY, serving_model
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ EVENTS = Framing(named_event, b"", _error_event)
 
 async def create_response(request: web.Request) -> web.StreamResponse:
     model = serving_model(request)
-    body = await read_json(request)
+    body = await read_json(request, model.workers)
     responses_request = parse_responses_request(body)
     model.check_model(responses_request.model)
     if responses_request.ignored_fields:
@@ -60,7 +60,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         await run.run()
     finally:
         await turn.aclose()
-        request[USAGE] = {"prompt_tokens": turn.num_prompt_tokens, "completion_tokens": turn.num_output_tokens}
+        request[SUMMARY] = turn.summary
     if run.error is not None:
         raise run.error
     return _json(run.response)
@@ -149,11 +149,12 @@ async def list_input_items(request: web.Request) -> web.Response:
 
 async def count_input_tokens(request: web.Request) -> web.Response:
     model = serving_model(request)
-    body = await read_json(request)
+    body = await read_json(request, model.workers)
     responses_request = parse_responses_request(body)
     model.check_model(responses_request.model)
     history = request.app[RESPONSES].history(responses_request.previous_response_id)
-    return _json(input_tokens(count_prompt_tokens(model, chat_body(responses_request, history), PARAMS)))
+    count = await count_prompt_tokens(model, chat_body(responses_request, history), PARAMS)
+    return _json(input_tokens(count))
 
 
 def _query_flag(request: web.Request, name: str) -> bool:

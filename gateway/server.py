@@ -1,15 +1,15 @@
 """`cortexstream serve`: the OpenAI-compatible HTTP server.
 
 The socket opens first and the engine loads and warms up in a thread behind it (/health: 503 until ready).
-SIGTERM or SIGINT stops accepting connections, lets running requests finish for --shutdown-timeout seconds,
-cancels the rest (which aborts them in the engine), stops the engine and exits 0.
+SIGTERM or SIGINT stops accepting connections and lets running requests finish for --shutdown-timeout
+seconds; at that deadline (or at a second signal) the engine aborts what remains, each open stream gets one
+error event and ends cleanly, and the process exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import logging
 import signal
@@ -17,78 +17,55 @@ import signal
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.config_args import add_config_arguments, config_from_args
+from gateway.connection import GuardedAppRunner
+from gateway.os_limits import RateLimitedLoopErrors, connection_cap, raise_nofile_limit
 from gateway.server_config import (
-    DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_RESPONSES_STORE_MAX_AGE,
-    DEFAULT_RESPONSES_STORE_MAX_BYTES,
-    DEFAULT_RESPONSES_STORE_MAX_ENTRIES,
-    DEFAULT_SHUTDOWN_TIMEOUT,
+    WAITING_SEQUENCES_PER_SEQ_SLOT,
     ServerConfig,
     api_key_from_env,
     default_served_model_name,
 )
-from gateway.state import MODEL_SLOT
+from gateway.state import IN_FLIGHT, MODEL_SLOT
 from jax_engine.config import EngineConfig
 
 logger = logging.getLogger("gateway")
 
-EXIT_LOAD_FAILED = 2
+EXIT_LOAD_FAILED = 1
 EXIT_CANNOT_LISTEN = 1
-MIN_SHUTDOWN_TIMEOUT = 0.01
+CLEANUP_GRACE = 1.0  # after the deadline: for aborted handlers to write their last event
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("server")
-    g.add_argument("--host", default="127.0.0.1")
-    g.add_argument("--port", type=int, default=8000, help="0: any free port (the log says which)")
     g.add_argument("--served-model-name", nargs="+", default=None,
                    help="the name(s) clients send in `model`; the first is reported (default: the model's "
                         "file or directory stem)")
-    g.add_argument("--api-key", default=None,
-                   help="require `Authorization: Bearer KEY` on /v1/* (default: $CORTEXSTREAM_API_KEY)")
-    g.add_argument("--allowed-origins", nargs="+", default=[],
-                   help="turn CORS on for these origins ('*' for any)")
-    g.add_argument("--max-waiting", type=int, default=None,
-                   help="bound on waiting requests; beyond it new requests get 429 with Retry-After")
-    g.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    g.add_argument("--shutdown-timeout", type=float, default=DEFAULT_SHUTDOWN_TIMEOUT,
-                   help="seconds running requests may finish after SIGTERM before they are aborted")
-    g = p.add_argument_group("responses store (/v1/responses with store: true, previous_response_id, background)")
-    g.add_argument("--no-responses-store", dest="responses_store", action="store_false",
-                   help="keep no responses: previous_response_id and background responses are refused")
-    g.add_argument("--responses-store-max-entries", type=int, default=DEFAULT_RESPONSES_STORE_MAX_ENTRIES,
-                   help="responses kept, least recently used out first "
-                        f"(default {DEFAULT_RESPONSES_STORE_MAX_ENTRIES})")
-    g.add_argument("--responses-store-max-bytes", type=int, default=DEFAULT_RESPONSES_STORE_MAX_BYTES,
-                   help=f"bytes of JSON kept (default {DEFAULT_RESPONSES_STORE_MAX_BYTES})")
-    g.add_argument("--responses-store-max-age", type=float, default=DEFAULT_RESPONSES_STORE_MAX_AGE,
-                   help=f"seconds a response is kept (default {DEFAULT_RESPONSES_STORE_MAX_AGE:.0f})")
+    add_config_arguments(g, ServerConfig)
 
 
-def server_config(args: argparse.Namespace, engine_config: EngineConfig) -> ServerConfig:
+def server_config(args: argparse.Namespace, engine_config: EngineConfig, nofile: int | None = None) -> ServerConfig:
     names = tuple(args.served_model_name or (default_served_model_name(engine_config.model),))
-    return ServerConfig(
-        served_model_name=names[0], extra_model_names=names[1:], host=args.host, port=args.port,
-        api_key=api_key_from_env(args.api_key), allowed_origins=tuple(args.allowed_origins),
-        max_waiting=args.max_waiting, max_body_bytes=args.max_body_bytes, shutdown_timeout=args.shutdown_timeout,
-        responses_store=args.responses_store, responses_store_max_entries=args.responses_store_max_entries,
-        responses_store_max_bytes=args.responses_store_max_bytes,
-        responses_store_max_age=args.responses_store_max_age)
+    max_waiting = args.max_waiting or WAITING_SEQUENCES_PER_SEQ_SLOT * engine_config.max_num_seqs
+    max_connections = connection_cap(args.max_connections, nofile) if nofile else args.max_connections
+    return config_from_args(ServerConfig, args, served_model_name=names[0], extra_model_names=names[1:],
+                            api_key=api_key_from_env(args.api_key), max_waiting=max_waiting,
+                            max_connections=max_connections)
 
 
 def run(args: argparse.Namespace, engine_config: EngineConfig) -> int:
-    from jax_engine.engine import AsyncEngine
+    from jax_engine import AsyncEngine
 
-    config = server_config(args, engine_config)
+    config = server_config(args, engine_config, raise_nofile_limit())
     return asyncio.run(serve(config, functools.partial(AsyncEngine.from_config, engine_config, config.max_waiting)))
 
 
 async def serve(config: ServerConfig, engine) -> int:
-    """Serve until a signal (exit 0) or until the model fails to load (exit 2)."""
+    """Serve until a signal (exit 0) or until the model fails to load (exit 1)."""
+    asyncio.get_running_loop().set_exception_handler(RateLimitedLoopErrors())
     app = create_app(engine, config)
-    # aiohttp reads a shutdown timeout of 0 as "wait forever"
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True,
-                           shutdown_timeout=max(config.shutdown_timeout, MIN_SHUTDOWN_TIMEOUT))
+    runner = GuardedAppRunner(app, config.connection_limits, handle_signals=False, access_log=None,
+                              handler_cancellation=True, shutdown_timeout=CLEANUP_GRACE)
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.port).start()
@@ -99,32 +76,69 @@ async def serve(config: ServerConfig, engine) -> int:
     for host, port, *_ in runner.addresses:
         logger.info("listening on http://%s:%d (model %s)", host, port, config.served_model_name)
     slot = app[MODEL_SLOT]
-    reason = await _wait_for_stop(slot)
-    logger.info("shutting down (%s): finishing running requests for up to %.0f s", reason,
-                config.shutdown_timeout)
+    signals = Signals()
+    reason = await _wait_for_stop(slot, signals)
+    if slot.error is not None:
+        logger.error("shutting down: %s", reason)
+    else:
+        logger.info("shutting down (%s): finishing running requests for up to %g s", reason,
+                    config.shutdown_timeout)
+    await drain(runner, app, config.shutdown_timeout, signals)
     await runner.cleanup()
     logger.info("stopped")
     return EXIT_LOAD_FAILED if slot.error is not None else 0
 
 
-async def _wait_for_stop(slot) -> str:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    received: list[str] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
+class Signals:
+    """SIGINT and SIGTERM as an event that counts: the first starts the drain, the next cuts it short."""
 
+    def __init__(self):
+        self.received: list[str] = []
+        self.event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self.received.append(sig.name)
+        self.event.set()
+
+    async def next(self) -> None:
+        self.event.clear()
+        await self.event.wait()
+
+
+async def drain(runner: GuardedAppRunner, app, timeout: float, signals: Signals) -> None:
+    """Stop listening, let in-flight requests finish until the deadline, then abort the rest in the engine:
+    their handlers answer 503 (or end their streams with an error event) within CLEANUP_GRACE."""
+    for site in list(runner.sites):
+        await site.stop()
+    if runner.server is not None:
+        runner.server.pre_shutdown()  # keep-alive connections close after their current request
+    in_flight = app[IN_FLIGHT]
+    if in_flight.count and not await _first_of(in_flight.wait_idle(), signals.next(), timeout=timeout):
+        logger.warning("shutdown deadline: aborting %d unfinished requests", in_flight.count)
+        app[MODEL_SLOT].abort_all()
+        await _first_of(in_flight.wait_idle(), timeout=CLEANUP_GRACE)
+
+
+async def _first_of(*coros, timeout: float | None) -> bool:
+    """Wait for the first of `coros` or the timeout; True if the first coroutine finished in time."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        return tasks[0].done()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _wait_for_stop(slot, signals: Signals) -> str:
     async def load_failed() -> None:
         await slot.settled.wait()
         if slot.error is None:
             await asyncio.Event().wait()
 
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(load_failed())]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*waiters, return_exceptions=True)
-    return received[0] if received else f"the model failed to load: {slot.error}"
+    await _first_of(signals.event.wait(), load_failed(), timeout=None)
+    return signals.received[0] if signals.received else f"the model failed to load: {slot.error}"

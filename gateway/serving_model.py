@@ -1,55 +1,64 @@
-"""The one model this server serves: its engine, names, tokenizer, chat template and sampling defaults."""
+"""The one model this server serves: its engine client, names, tokenizer, chat template and defaults, and
+the worker pool where a request's CPU work (templates, tokenization, grammars) is done off the event loop."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
 
-from compat import ChatRequest, ChatTemplate, resolve_max_tokens
+from compat import ChatRequest, ChatTemplate, GenerationRequest
 from compat import errors as openai_errors
+from gateway.http_errors import from_refusal
 from gateway.logprobs import LogprobFormatter
 from gateway.metrics import Metrics
-from gateway.request_stream import RequestStream, admit
-from gateway.structured_output import template_inputs
-from jax_engine.sampling_params import SamplingParams
-
-# generation_config.json fields that fill in what the client did not send (as vLLM does).
-DEFAULTABLE_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+from gateway.request_stream import RequestStream
+from gateway.sampling import ModelDefaults
+from gateway.worker_pool import WorkerPool
+from jax_engine import EngineClient, EngineError, QueueFull, RequestValidationError, SamplingParams
+from jax_engine.tokenizer import Tokenizer
 
 
 class ServingModel:
-    def __init__(self, engine, names: tuple[str, ...], metrics: Metrics):
+    def __init__(self, engine: EngineClient, names: tuple[str, ...], metrics: Metrics, workers: WorkerPool):
         self.engine = engine
-        self.core = engine.core
         self.name = names[0]
         self.names = names
         self.metrics = metrics
+        self.workers = workers
         self.created = int(time.time())
-        self.tokenizer = self.core.tokenizer
-        self.max_model_len: int = self.core.max_model_len
-        self.vocab_size: int = self.core.model_config.vocab_size
-        self.sampling_defaults = {k: v for k, v in (getattr(self.core, "generation_defaults", None) or {}).items()
-                                  if k in DEFAULTABLE_FIELDS}
+        self.tokenizer = engine.tokenizer
+        limits = engine.limits
+        self.max_model_len = limits.max_model_len
+        self.vocab_size = limits.vocab_size
+        self.defaults = ModelDefaults.of(engine.generation_defaults, min(limits.max_model_len, limits.kv_cache_tokens))
         self.logprobs = LogprobFormatter(self.tokenizer)
-        self.chat_template = None
+        self.chat_template: ChatTemplate | None = None
         if self.tokenizer is not None:
             special = {"bos_token": self.tokenizer.bos_token or "", "eos_token": self.tokenizer.eos_token or ""}
             self.chat_template = ChatTemplate(self.tokenizer.chat_template, special)
 
-    # ---- requests in ----------------------------------------------------------------------------
+    # ---- requests in (worker threads: slow for big inputs) -------------------------------------
     def check_model(self, requested: str | None) -> None:
         if requested is not None and requested not in self.names:
             raise openai_errors.model_not_found(requested)
 
-    def require_tokenizer(self, param: str) -> None:
+    def require_tokenizer(self, param: str) -> Tokenizer:
         if self.tokenizer is None:
             raise openai_errors.invalid_request(
                 "This model was loaded without a tokenizer (dummy weights): send prompts as token ids.", param)
+        return self.tokenizer
 
     def encode(self, text: str, add_special_tokens: bool = True, param: str = "prompt") -> list[int]:
-        self.require_tokenizer(param)
-        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
+        tokenizer = self.require_tokenizer(param)
+        self._check_fits(text, tokenizer, param)
+        return tokenizer.encode(text, add_special_tokens=add_special_tokens)
+
+    def _check_fits(self, text: str, tokenizer: Tokenizer, param: str) -> None:
+        """Text with more bytes than max_model_len tokens can cover is refused before it is tokenized."""
+        max_bytes = self.max_model_len * tokenizer.max_bytes_per_token
+        # A character is 1 to 4 bytes: only text of between max_bytes / 4 and max_bytes characters is counted.
+        if len(text) > max_bytes or (len(text) * 4 > max_bytes and _utf8_length(text) > max_bytes):
+            raise openai_errors.prompt_too_large(self.max_model_len, max_bytes, param)
 
     def decode(self, token_ids: list[int], skip_special_tokens: bool = True) -> str:
         if self.tokenizer is None:
@@ -58,7 +67,8 @@ class ServingModel:
 
     def chat_prompt_text(self, chat: ChatRequest) -> str:
         self.require_tokenizer("messages")
-        messages, tools = template_inputs(chat, self.chat_template.source)
+        assert self.chat_template is not None  # there is one whenever there is a tokenizer
+        messages, tools = chat.template_inputs(self.chat_template.source)
         return self.chat_template.render(
             messages, add_generation_prompt=chat.add_generation_prompt,
             continue_final_message=chat.continue_final_message, tools=tools,
@@ -76,37 +86,31 @@ class ServingModel:
                     f"{param}[{i}]", f"Invalid '{param}[{i}]': token id {token_id} is outside the vocabulary "
                                      f"[0, {self.vocab_size}).")
 
-    def sampling_params(self, sampling: Mapping, body: Mapping, num_prompt_tokens: int,
-                        prompt_param: str) -> tuple[SamplingParams, int]:
-        """Engine sampling params and priority for one prompt; max_tokens None becomes what the context
-        leaves; generation_config defaults fill only the fields the client did not send."""
-        fields = dict(sampling)
-        priority = fields.pop("priority", 0)
-        for key, value in self.sampling_defaults.items():
-            if body.get(key) is None:
-                fields[key] = value
-        fields["max_tokens"] = resolve_max_tokens(num_prompt_tokens, fields["max_tokens"], self.max_model_len,
-                                                  prompt_param)
-        return SamplingParams(**fields), priority
+    # ---- the engine (event loop) ----------------------------------------------------------------
+    async def admit(self, request: GenerationRequest, prompt_token_ids: list[int], params: SamplingParams,
+                    prompt_index: int = 0) -> RequestStream:
+        """Hand one prompt to the engine; raises OpenAIError if the engine refuses it."""
+        try:
+            if params.structured_output is not None:
+                await self.workers.run(self.engine.compile_structured_output, params.structured_output)
+            handle = self.engine.add_request(uuid.uuid4().hex, prompt_token_ids, params)
+        except (RequestValidationError, QueueFull, EngineError) as e:
+            raise from_refusal(e, request, prompt_index) from e
+        return RequestStream(handle, self.metrics.tracker(handle.arrival_ns))
 
-    # ---- the engine ---------------------------------------------------------------------------
-    async def admit(self, prompt_token_ids: list[int], params: SamplingParams, priority: int,
-                    prompt_param: str) -> RequestStream:
-        if self.engine.error is not None:
-            raise openai_errors.service_unavailable("The engine has failed; the server cannot serve requests.")
-        request_id = uuid.uuid4().hex
-        return await admit(self.engine, request_id, prompt_token_ids, params, priority, self.metrics.tracker(),
-                           prompt_param)
-
-    async def admit_all(self, prompts: list[tuple[list[int], SamplingParams, int]],
-                        prompt_param: str) -> list[RequestStream]:
+    async def admit_all(self, request: GenerationRequest,
+                        prompts: list[tuple[list[int], SamplingParams]]) -> list[RequestStream]:
         """Admit every prompt or none: a refusal closes the ones already admitted."""
         streams: list[RequestStream] = []
         try:
-            for ids, params, priority in prompts:
-                streams.append(await self.admit(ids, params, priority, prompt_param))
+            for i, (ids, params) in enumerate(prompts):
+                streams.append(await self.admit(request, ids, params, i))
         except BaseException:
             for stream in streams:
                 await stream.aclose()
             raise
         return streams
+
+
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))

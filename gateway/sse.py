@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -71,7 +71,7 @@ class EventStream:
         await self.response.write_eof()
 
 
-async def stream_events(request: web.Request, batches: AsyncIterator[list[dict]],
+async def stream_events(request: web.Request, batches: AsyncGenerator[list[dict], None],
                         framing: Framing = DATA_EVENTS) -> web.StreamResponse:
     """Open the stream and send each batch of events as it comes, then [DONE].
 

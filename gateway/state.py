@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.in_flight import InFlight
 from gateway.metrics import Metrics
 from gateway.model_slot import ModelSlot
+from gateway.request_summary import RequestSummary
 from gateway.responses_state import ResponsesState
 from gateway.server_config import ServerConfig
 from gateway.serving_model import ServingModel
@@ -13,10 +15,11 @@ from gateway.serving_model import ServingModel
 SERVER_CONFIG = web.AppKey("server_config", ServerConfig)
 MODEL_SLOT = web.AppKey("model_slot", ModelSlot)
 METRICS = web.AppKey("metrics", Metrics)
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
 RESPONSES = web.AppKey("responses", ResponsesState)
 
 REQUEST_ID = web.RequestKey("request_id", str)
-USAGE = web.RequestKey("usage", dict)  # token counts for the access log
+SUMMARY = web.RequestKey("summary", RequestSummary)  # what the engine did for it, for the access log
 
 
 def serving_model(request: web.Request) -> ServingModel:

@@ -162,20 +162,47 @@ def default_cache_dir() -> str:
 
 @dataclass
 class EngineConfig:
-    model: str | None = None
-    dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on GPU
-    load_format: str = "auto"  # auto | dummy
-    max_model_len: int | None = None
-    hf_overrides: dict | None = None  # config.json values over the checkpoint's (--hf-overrides)
-    block_size: int = 16
-    kv_cache_memory: float | None = None  # GiB; None: a default per platform
-    gpu_memory_utilization: float = 0.85
-    max_num_seqs: int = 32
-    max_num_batched_tokens: int = 512
-    enable_prefix_caching: bool = True
-    compilation_cache_dir: str | None = field(default_factory=lambda: os.path.join(default_cache_dir(), "jax"))
-    seed: int = 0
-    warmup: bool = True
-    batch_invariant: bool = False  # fixed matmul and attention tiles: a row's result never depends on its batch
-    max_decode_slowdown: float = 2.5  # cap prefill chunks so a step with decodes takes <= this x a decode step
-    quantization: str = "auto"  # none | int8 | auto (int8 on CPU when the checkpoint itself is quantised)
+    """The engine's settings. A field whose metadata has a "help" is also a command-line flag named after it
+    (--max-model-len for max_model_len), with that help and the field's default: add a field, get a flag."""
+
+    model: str | None = field(default=None, metadata={
+        "help": "HF checkpoint directory or GGUF file (default: the embedded SmolLM2-135M-Instruct); with "
+                "--load-format dummy, a config.json or a built-in shape (llama-3-8b, llama-3.2-1b)"})
+    dtype: str = field(default="auto", metadata={
+        "help": "weight and activation type; auto: float32 on CPU, bfloat16 on GPU",
+        "choices": ("auto", "float32", "bfloat16", "float16")})
+    load_format: str = field(default="auto", metadata={
+        "help": "dummy: random weights of the model's shape, no checkpoint read", "choices": ("auto", "dummy")})
+    max_model_len: int | None = field(default=None, metadata={
+        "min": 1, "help": "longest prompt plus completion, in tokens (default: the model's, at most 2048 on CPU); "
+                          "more than the model allows is refused"})
+    hf_overrides: dict | None = field(default=None, metadata={
+        "json": True, "help": "JSON of config.json values to use instead of the checkpoint's (rope_scaling, "
+                              "rope_theta, max_position_embeddings, sliding_window), as vLLM's flag; e.g. YaRN for "
+                              "twice the context: '{\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 2.0, "
+                              "\"original_max_position_embeddings\": 8192}}'"})
+    block_size: int = field(default=16, metadata={"power_of_two": True, "help": "tokens per KV-cache block (page)"})
+    kv_cache_memory: float | None = field(default=None, metadata={
+        "above": 0, "help": "KV cache size in GiB (default: 1 on CPU; on GPU, what --gpu-memory-utilization leaves)"})
+    gpu_memory_utilization: float = field(default=0.85, metadata={
+        "above": 0, "max": 1, "help": "fraction of GPU memory for weights, KV cache and activations"})
+    max_num_seqs: int = field(default=32, metadata={"min": 1, "help": "most requests in one step"})
+    max_num_batched_tokens: int = field(default=512, metadata={
+        "min": 1, "help": "most tokens in one step, prefill chunks and decodes together"})
+    enable_prefix_caching: bool = field(default=True, metadata={
+        "help": "reuse the KV blocks of prompts' common prefixes"})
+    compilation_cache_dir: str | None = field(
+        default_factory=lambda: os.path.join(default_cache_dir(), "jax"),
+        metadata={"help": "JAX's persistent compilation cache ('' turns it off)"})
+    seed: int = field(default=0, metadata={"min": 0, "help": "seed of the random draws of requests that set none"})
+    warmup: bool = field(default=True, metadata={"help": "compile every step shape at start-up"})
+    batch_invariant: bool = field(default=False, metadata={
+        "help": "fixed matmul and attention tiles, so a request's tokens never depend on what shares its batch "
+                "(CPU: 1.4-2x slower)"})
+    max_decode_slowdown: float = field(default=2.5, metadata={
+        "min": 0, "help": "while requests decode, cut prefill chunks so a step's predicted time (learned from measured "
+                "step times) stays under this many decode-only steps; 0: always --max-num-batched-tokens"})
+    quantization: str = field(default="auto", metadata={
+        "help": "int8: W8A8 matmuls (int8 weights per output channel, int8 activations per token, SmoothQuant "
+                "calibrated at load); auto: int8 on CPU when the checkpoint itself is quantised (GGUF "
+                "Q4/Q5/Q8/K-quants), else none", "choices": ("auto", "none", "int8")})

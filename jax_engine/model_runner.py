@@ -16,6 +16,7 @@ from jax_engine import buckets
 from jax_engine.config import ModelConfig
 from jax_engine.layers.linear import ROW_TILE
 from jax_engine.models.llama import AttentionMetadata, LlamaForCausalLM
+from jax_engine.outputs import TokenLogprobs
 from jax_engine.sampler import SamplerFlags, SamplingMetadata, sample
 from jax_engine.sampling_params import MAX_LOGPROBS
 from jax_engine.scheduler import SchedulerOutput
@@ -27,13 +28,6 @@ from kernels.paged_attention.xla import PAGES_PER_CHUNK
 logger = logging.getLogger(__name__)
 
 PREFILL_BLOCK_Q = 16  # query tokens per attention block in steps that carry a prefill
-
-
-@dataclass
-class TokenLogprobs:
-    token_id: int
-    logprob: float
-    top: list[tuple[int, float]]  # up to MAX_LOGPROBS (id, logprob), best first
 
 
 @dataclass
@@ -170,20 +164,21 @@ class ModelRunner:
         return result
 
     def _collect_prompt_logprobs(self, out: SchedulerOutput, hidden) -> dict[str, list[TokenLogprobs]]:
-        wanted = [s for s in out.scheduled if s.request.sampling_params.prompt_logprobs is not None
-                  and s.request.num_computed_tokens == len(s.request.prompt_logprobs)
-                  and s.request.num_computed_tokens < s.request.num_prompt_tokens - 1]
-        if not wanted:
-            return {}
-        next_ids = np.zeros(hidden.shape[0], np.int32)
+        """Logprobs of the prompt positions this step computes past those already collected: after a
+        preemption the recompute's chunks need not start where the list ends."""
         spans, start = {}, 0
+        next_ids = np.zeros(hidden.shape[0], np.int32)
         for s in out.scheduled:
             req, first = s.request, s.request.num_computed_tokens
-            if s in wanted:
-                last = min(first + s.num_new_tokens, req.num_prompt_tokens - 1)
-                next_ids[start:start + last - first] = req.prompt_token_ids[first + 1:last + 1]
-                spans[req.request_id] = (start, last - first, req.sampling_params.prompt_logprobs)
+            have = len(req.prompt_logprobs)
+            last = min(first + s.num_new_tokens, req.num_prompt_tokens - 1)
+            if req.sampling_params.prompt_logprobs is not None and first <= have < last:
+                at = start + have - first
+                next_ids[at:at + last - have] = req.prompt_token_ids[have + 1:last + 1]
+                spans[req.request_id] = (at, last - have, req.sampling_params.prompt_logprobs)
             start += s.num_new_tokens
+        if not spans:
+            return {}
         chosen, top_ids, top_lp = jax.device_get(self._prompt_logprobs(self.state, hidden, next_ids))
         return {rid: [TokenLogprobs(int(next_ids[j]), float(chosen[j]),
                                     list(zip(top_ids[j, :k].tolist(), top_lp[j, :k].tolist(), strict=True)))
@@ -193,9 +188,11 @@ class ModelRunner:
     def warmup(self) -> float:
         """Compile (ahead of time, without running) every step shape, and the samplers."""
         start = time.perf_counter()
-        shapes = [(t, PREFILL_BLOCK_Q) for t in self.token_buckets]
+        # a one-token step is always decode-shaped
+        shapes = [(t, PREFILL_BLOCK_Q) for t in self.token_buckets if t > 1 or self.decode_block_q == PREFILL_BLOCK_Q]
         if self.decode_block_q != PREFILL_BLOCK_Q:
             shapes += [(t, self.decode_block_q) for t in self.token_buckets if t <= self.max_num_seqs]
+        warmed: set[int] = set()
         for num_tokens, block_q in tqdm(shapes, desc="Compiling model step", unit="shape"):
             num_seqs = buckets.seqs_for_tokens(num_tokens, self.max_num_seqs, self.seq_multiple)
             md = AttentionMetadata(np.full(num_tokens, -1, np.int32),
@@ -205,8 +202,9 @@ class ModelRunner:
             lowered = self._forward.lower(self.state, self.k_cache, self.v_cache, tokens, tokens, md,
                                           np.zeros(num_seqs, np.int32))
             self._compiled_steps[(num_tokens, block_q)] = lowered.compile()
-            if block_q == PREFILL_BLOCK_Q:
+            if num_seqs not in warmed:
                 self._warm_samplers(num_seqs)
+                warmed.add(num_seqs)
         return time.perf_counter() - start
 
     def _warm_samplers(self, num_seqs: int) -> None:

@@ -7,6 +7,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 
+from jax_engine.outputs import RequestTiming
 from jax_engine.sampling_params import SamplingParams
 from jax_engine.structured_output.grammar import Grammar
 
@@ -34,9 +35,8 @@ class Request:
     block_table: list[int] = field(default_factory=list)
     block_hashes: list[int] = field(default_factory=list)  # chained hashes of the full blocks
     status: RequestStatus = RequestStatus.WAITING
-    arrival_time: float = field(default_factory=time.monotonic)
+    timing: RequestTiming = field(default_factory=lambda: RequestTiming(time.monotonic_ns()))
     arrival_seq: int = field(default_factory=lambda: next(_arrival))
-    first_scheduled: bool = False
     max_tokens: int = 0  # resolved by the engine from max_tokens and the context limit
     eos_token_ids: tuple[int, ...] = ()
     prompt_logprobs: list = field(default_factory=list)  # TokenLogprobs of prompt tokens 1..n-1

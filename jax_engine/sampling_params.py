@@ -31,6 +31,7 @@ class SamplingParams:
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
     structured_output: StructuredOutputParams | None = None  # the output must match this grammar
+    priority: int = 0  # lower is scheduled first (and preempted last)
 
     def __post_init__(self):
         if isinstance(self.stop, str):

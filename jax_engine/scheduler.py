@@ -4,6 +4,7 @@ catching up with each request's tokens under a per-step token budget."""
 from __future__ import annotations
 
 import bisect
+import time
 from dataclasses import dataclass, field
 
 from jax_engine.block_manager import BlockManager
@@ -97,9 +98,9 @@ class Scheduler:
             if not self.block_manager.allocate_slots(req, num_new, computed):
                 break
             self.waiting.pop(0)
-            if not req.first_scheduled:
+            if not req.timing.first_scheduled_ns:
                 req.num_cached_tokens = num_cached
-                req.first_scheduled = True
+                req.timing.first_scheduled_ns = time.monotonic_ns()
             req.num_computed_tokens = num_cached
             req.status = RequestStatus.RUNNING
             self.running.append(req)

@@ -15,12 +15,12 @@ class StopChecker:
         """Add decoded text; return (text safe to emit now, the stop string if one matched)."""
         search_from = max(0, len(self.text) - max((len(s) for s in self.stop), default=0) + 1)
         self.text += new_text
-        for s in self.stop:
-            i = self.text.find(s, search_from)
-            if i >= 0:
-                end = i + len(s) if self.include else i
-                self.text = self.text[:end]
-                return self._emit(len(self.text)), s
+        matches = [(i, n, s) for n, s in enumerate(self.stop) if (i := self.text.find(s, search_from)) >= 0]
+        if matches:  # overlapping stops: the one that starts first in the text, then the first listed
+            i, _, s = min(matches)
+            end = i + len(s) if self.include else i
+            self.text = self.text[:end]
+            return self._emit(len(self.text)), s
         return self._emit(len(self.text) - self._held_back()), None
 
     def flush(self) -> str:

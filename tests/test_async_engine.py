@@ -2,12 +2,13 @@
 
 import asyncio
 import os
+import time
 
 import numpy as np
 import pytest
 
-from jax_engine.engine import AsyncEngine
-from jax_engine.errors import EngineError, RequestValidationError
+from jax_engine.async_engine import AsyncEngine
+from jax_engine.errors import ContextLengthExceeded, EngineError, RequestField, RequestValidationError
 from jax_engine.sampling_params import SamplingParams
 from tests.engine_utils import engine_for
 
@@ -115,3 +116,41 @@ async def test_shutdown_refuses_new_requests_with_engine_shutdown(engine):
     engine.shutdown()
     with pytest.raises(EngineShutdown):
         await collect(engine, "late", [5, 6], SamplingParams(max_tokens=2))
+
+
+# ---- the EngineClient seam: synchronous admission, handles, timing, stats ----------------------------------------
+
+
+async def test_add_request_refuses_synchronously_naming_the_field(engine):
+    with pytest.raises(RequestValidationError) as refused:
+        engine.add_request("bad", [5, 10**6], SamplingParams(max_tokens=2))
+    assert (refused.value.field, refused.value.position) == (RequestField.PROMPT, 1)
+    with pytest.raises(ContextLengthExceeded) as overflow:
+        engine.add_request("long", [5] * 10, SamplingParams(max_tokens=engine.limits.max_model_len))
+    assert (overflow.value.num_prompt_tokens, overflow.value.max_tokens) == (10, engine.limits.max_model_len)
+    assert engine.stats().num_waiting == 0
+
+
+async def test_each_output_carries_its_samples_timing_in_monotonic_ns(engine):
+    before = time.monotonic_ns()
+    handle = engine.add_request("t", [5, 6, 7], SamplingParams(temperature=0.0, max_tokens=3, ignore_eos=True))
+    outs = [o async for o in handle]
+    await handle.aclose()
+    first, last = outs[0].timing, outs[-1].timing
+    assert before <= handle.arrival_ns == first.arrival_ns <= first.first_scheduled_ns <= first.first_token_ns
+    assert first.finished_ns == 0 and last.first_token_ns == first.first_token_ns
+    assert [o.timing.last_token_ns for o in outs] == sorted({o.timing.last_token_ns for o in outs})
+    assert last.last_token_ns <= last.finished_ns <= time.monotonic_ns()
+
+
+async def test_closing_an_unfinished_handle_aborts_the_request(engine):
+    handle = engine.add_request("h", [5] * 40, SamplingParams(temperature=0.0, max_tokens=200, ignore_eos=True))
+    await handle.__anext__()
+    assert engine.stats().num_running == 1
+    await handle.aclose()
+    for _ in range(200):
+        stats = engine.stats()
+        if stats.num_running == 0 and stats.kv_cache_usage == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert (stats.num_running, stats.num_waiting, stats.kv_cache_usage) == (0, 0, 0)

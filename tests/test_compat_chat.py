@@ -217,18 +217,18 @@ class TestMessages:
 class TestSamplingFields:
     def test_defaults(self):
         parsed = request()
-        assert parsed.sampling["max_tokens"] is None  # until the context ends
-        assert parsed.sampling["logprobs"] is None and not parsed.logprobs and parsed.top_logprobs == 0
+        assert parsed.sampling.max_tokens is None  # until the context ends
+        assert parsed.sampling.logprobs is None and not parsed.logprobs and parsed.top_logprobs == 0
         assert parsed.n == 1 and parsed.seed is None and not parsed.stream and not parsed.include_usage
         assert parsed.add_generation_prompt and not parsed.continue_final_message and not parsed.echo
         assert parsed.chat_template_kwargs == {} and parsed.tools is None and parsed.tool_choice == "none"
         assert parsed.response_format is None and parsed.ignored_fields == ()
 
     def test_max_completion_tokens(self):
-        assert request(max_completion_tokens=50).sampling["max_tokens"] == 50
+        assert request(max_completion_tokens=50).sampling.max_tokens == 50
 
     def test_max_tokens_deprecated_alias(self):
-        assert request(max_tokens=40).sampling["max_tokens"] == 40
+        assert request(max_tokens=40).sampling.max_tokens == 40
 
     def test_both_max_tokens_fields_are_an_invalid_combination(self):
         error = error_of({"messages": [USER], "max_tokens": 10, "max_completion_tokens": 10})
@@ -240,11 +240,11 @@ class TestSamplingFields:
 
     def test_logprobs_alone_asks_for_the_sampled_token_only(self):
         parsed = request(logprobs=True)
-        assert parsed.logprobs and parsed.top_logprobs == 0 and parsed.sampling["logprobs"] == 0
+        assert parsed.logprobs and parsed.top_logprobs == 0 and parsed.sampling.logprobs == 0
 
     def test_top_logprobs_sets_the_number_of_alternatives(self):
         parsed = request(logprobs=True, top_logprobs=20)
-        assert parsed.top_logprobs == 20 and parsed.sampling["logprobs"] == 20
+        assert parsed.top_logprobs == 20 and parsed.sampling.logprobs == 20
 
     def test_top_logprobs_without_logprobs_is_refused(self):
         assert_error(
@@ -267,7 +267,7 @@ class TestSamplingFields:
 
     def test_n_and_seed(self):
         parsed = request(n=4, seed=123)
-        assert parsed.n == 4 and parsed.seed == 123 and parsed.sampling["n"] == 4
+        assert parsed.n == 4 and parsed.seed == 123 and parsed.sampling.n == 4
 
     def test_sampling_errors_surface_from_this_endpoint(self):
         assert_error(error_of({"messages": [USER], "top_p": 0}), "top_p", "decimal_below_min_value")

@@ -75,8 +75,8 @@ class TestFields:
     def test_defaults(self):
         parsed = request()
         assert parsed.model == "smollm2" and not parsed.stream and not parsed.echo and parsed.user is None
-        assert parsed.sampling["max_tokens"] == 16  # the endpoint's default, unlike chat's
-        assert parsed.sampling["logprobs"] is None and parsed.sampling["prompt_logprobs"] is None
+        assert parsed.sampling.max_tokens == 16  # the endpoint's default, unlike chat's
+        assert parsed.sampling.logprobs is None and parsed.sampling.prompt_logprobs is None
         assert parsed.n == 1 and parsed.ignored_fields == ()
 
     def test_model_may_be_left_out(self):
@@ -87,17 +87,17 @@ class TestFields:
         assert (error.param, error.code) == ("model", "invalid_type")
 
     def test_max_tokens_reaches_the_sampling_params(self):
-        assert request(max_tokens=100).sampling["max_tokens"] == 100
+        assert request(max_tokens=100).sampling.max_tokens == 100
 
     def test_max_tokens_zero_is_allowed_as_openai_allows_it_for_scoring_with_echo(self):
-        assert request(max_tokens=0, echo=True, logprobs=0).sampling["max_tokens"] == 0
+        assert request(max_tokens=0, echo=True, logprobs=0).sampling.max_tokens == 0
 
     def test_negative_max_tokens_is_refused(self):
         error = error_of({"prompt": "x", "max_tokens": -1})
         assert (error.param, error.code) == ("max_tokens", "integer_below_min_value")
 
     def test_logprobs_is_the_number_of_alternatives(self):
-        assert request(logprobs=3).sampling["logprobs"] == 3
+        assert request(logprobs=3).sampling.logprobs == 3
 
     @pytest.mark.parametrize(
         "logprobs, code",
@@ -109,10 +109,10 @@ class TestFields:
 
     def test_echo_with_logprobs_asks_the_engine_for_prompt_logprobs(self):
         parsed = request(echo=True, logprobs=2)
-        assert parsed.echo and parsed.sampling["prompt_logprobs"] == 2
+        assert parsed.echo and parsed.sampling.prompt_logprobs == 2
 
     def test_logprobs_without_echo_needs_no_prompt_logprobs(self):
-        assert request(logprobs=2).sampling["prompt_logprobs"] is None
+        assert request(logprobs=2).sampling.prompt_logprobs is None
 
     def test_best_of_equal_to_n_is_accepted(self):
         assert request(best_of=2, n=2).n == 2
@@ -179,7 +179,7 @@ class TestFieldPolicy:
             priority=2,
         )
         assert parsed.ignored_fields == ()
-        assert parsed.sampling["top_k"] == 5 and parsed.sampling["priority"] == 2
+        assert parsed.sampling.top_k == 5 and parsed.sampling.priority == 2
 
     @pytest.mark.parametrize(
         "field, value",

@@ -4,8 +4,13 @@ import math
 
 import pytest
 
+from compat import parse_chat_request, parse_completion_request
 from compat.errors import OpenAIError
-from compat.sampling import parse_sampling, resolve_max_tokens
+from compat.sampling import parse_sampling
+from gateway.http_errors import from_refusal
+from gateway.sampling import ModelDefaults, to_sampling_params
+from jax_engine import EngineLimits, RequestValidationError
+from jax_engine.validation import validate_request
 from tests.openai_schema import validate
 
 ENGINE_KEYS = {
@@ -44,7 +49,9 @@ def error_of(body) -> OpenAIError:
 
 
 def test_defaults_are_openai_and_vllm_defaults():
-    assert parse({}) == {
+    chat = parse_chat_request({"messages": [{"role": "user", "content": "Hi"}]})
+    params = to_sampling_params(chat, ModelDefaults({}, 2048), 10)
+    assert {key: getattr(params, key) for key in ENGINE_KEYS} == {
         "n": 1,
         "temperature": 1.0,
         "top_p": 1.0,
@@ -55,7 +62,7 @@ def test_defaults_are_openai_and_vllm_defaults():
         "repetition_penalty": 1.0,
         "logit_bias": None,
         "seed": None,
-        "max_tokens": None,
+        "max_tokens": 2038,  # until the context ends
         "min_tokens": 0,
         "stop": [],
         "stop_token_ids": [],
@@ -93,37 +100,37 @@ def test_every_field_reaches_the_engine_under_its_vllm_name():
         "priority": -1,
     }
     params = parse(body, max_tokens=64, logprobs=2)
-    assert set(params) == ENGINE_KEYS
-    assert params["n"] == 3 and params["temperature"] == 0.7 and params["top_p"] == 0.9
-    assert params["top_k"] == 40 and params["min_p"] == 0.05
-    assert params["presence_penalty"] == 0.5 and params["frequency_penalty"] == -0.5
-    assert params["repetition_penalty"] == 1.1
-    assert params["logit_bias"] == {50256: -100.0, 13: 2.5}
-    assert params["seed"] == 7 and params["max_tokens"] == 64 and params["min_tokens"] == 2
-    assert params["stop"] == ["\n\n", "END"] and params["stop_token_ids"] == [2, 7]
-    assert params["ignore_eos"] is True and params["skip_special_tokens"] is False
-    assert params["logprobs"] == 2 and params["prompt_logprobs"] == 3 and params["priority"] == -1
+    assert set(params.sent()) == ENGINE_KEYS
+    assert params.n == 3 and params.temperature == 0.7 and params.top_p == 0.9
+    assert params.top_k == 40 and params.min_p == 0.05
+    assert params.presence_penalty == 0.5 and params.frequency_penalty == -0.5
+    assert params.repetition_penalty == 1.1
+    assert params.logit_bias == {50256: -100.0, 13: 2.5}
+    assert params.seed == 7 and params.max_tokens == 64 and params.min_tokens == 2
+    assert params.stop == ["\n\n", "END"] and params.stop_token_ids == [2, 7]
+    assert params.ignore_eos is True and params.skip_special_tokens is False
+    assert params.logprobs == 2 and params.prompt_logprobs == 3 and params.priority == -1
 
 
 def test_a_single_stop_string_becomes_a_list():
-    assert parse({"stop": "###"})["stop"] == ["###"]
+    assert parse({"stop": "###"}).stop == ["###"]
 
 
 @pytest.mark.parametrize("top_k", [0, -1])
 def test_top_k_off_values_map_to_zero(top_k):
-    assert parse({"top_k": top_k})["top_k"] == 0
+    assert parse({"top_k": top_k}).top_k == 0
 
 
 def test_integers_are_accepted_where_decimals_are_expected():
     params = parse({"temperature": 0, "top_p": 1, "presence_penalty": 2})
-    assert params["temperature"] == 0.0 and isinstance(params["temperature"], float)
-    assert params["top_p"] == 1.0 and params["presence_penalty"] == 2.0
+    assert params.temperature == 0.0 and isinstance(params.temperature, float)
+    assert params.top_p == 1.0 and params.presence_penalty == 2.0
 
 
 def test_integral_decimals_are_accepted_where_integers_are_expected():
     params = parse({"n": 2.0, "seed": 5.0})
-    assert params["n"] == 2 and isinstance(params["n"], int)
-    assert params["seed"] == 5 and isinstance(params["seed"], int)
+    assert params.n == 2 and isinstance(params.n, int)
+    assert params.seed == 5 and isinstance(params.seed, int)
 
 
 @pytest.mark.parametrize(
@@ -194,8 +201,8 @@ def test_range_error_message_states_the_bound_and_the_value():
 
 def test_boundary_values_are_accepted():
     params = parse({"temperature": 2, "top_p": 1, "n": 128, "presence_penalty": -2, "logit_bias": {"0": 100}})
-    assert params["temperature"] == 2.0 and params["n"] == 128 and params["logit_bias"] == {0: 100.0}
-    assert len(parse({"stop": ["a", "b", "c", "d"]})["stop"]) == 4
+    assert params.temperature == 2.0 and params.n == 128 and params.logit_bias == {0: 100.0}
+    assert len(parse({"stop": ["a", "b", "c", "d"]}).stop) == 4
 
 
 def test_min_tokens_above_max_tokens_is_a_parameter_combination_error():
@@ -206,30 +213,47 @@ def test_min_tokens_above_max_tokens_is_a_parameter_combination_error():
 
 
 def test_min_tokens_equal_to_max_tokens_is_fine():
-    assert parse({"min_tokens": 5}, max_tokens=5)["min_tokens"] == 5
+    assert parse({"min_tokens": 5}, max_tokens=5).min_tokens == 5
+
+
+def admitted_max_tokens(num_prompt_tokens: int, max_tokens: int | None, max_model_len: int,
+                        param: str = "messages") -> int:
+    """max_tokens as the conversion resolves it and admission accepts it; a refusal as the client gets it."""
+    body = {"max_tokens": max_tokens}
+    if param == "messages":
+        request = parse_chat_request({"messages": [{"role": "user", "content": "Hi"}], **body})
+    else:
+        request = parse_completion_request({"prompt": "Hi", **body})
+    params = to_sampling_params(request, ModelDefaults({}, max_model_len), num_prompt_tokens)
+    try:
+        validate_request([1] * num_prompt_tokens, params, EngineLimits(max_model_len, 100, 10**9), None)
+    except RequestValidationError as e:
+        raise from_refusal(e, request) from e
+    return params.max_tokens
 
 
 class TestResolveMaxTokens:
     def test_unset_max_tokens_fills_the_rest_of_the_context(self):
-        assert resolve_max_tokens(100, None, 2048) == 1948
+        assert admitted_max_tokens(100, None, 2048) == 1948
 
     def test_requested_max_tokens_that_fits_is_kept(self):
-        assert resolve_max_tokens(100, 1948, 2048) == 1948
+        assert admitted_max_tokens(100, 1948, 2048) == 1948
 
     def test_prompt_plus_completion_over_the_context_says_both_numbers(self):
         with pytest.raises(OpenAIError) as caught:
-            resolve_max_tokens(100, 2000, 2048, "messages")
+            admitted_max_tokens(100, 2000, 2048, "messages")
         error = caught.value
         assert (error.status, error.param, error.code) == (400, "messages", "context_length_exceeded")
         assert "maximum context length is 2048 tokens" in error.message
         assert "2100 tokens (100 in the messages, 2000 in the completion)" in error.message
 
     def test_scoring_a_full_context_prompt_with_max_tokens_zero_fits(self):
-        assert resolve_max_tokens(2048, 0, 2048, "prompt") == 0
+        completion = parse_completion_request({"prompt": "Hi", "max_tokens": 0, "echo": True})
+        assert to_sampling_params(completion, ModelDefaults({}, 2048), 2048).max_tokens == 0
 
     def test_prompt_alone_filling_the_context_is_refused(self):
         with pytest.raises(OpenAIError) as caught:
-            resolve_max_tokens(2048, None, 2048, "prompt")
+            admitted_max_tokens(2048, None, 2048, "prompt")
         error = caught.value
         assert (error.param, error.code) == ("prompt", "context_length_exceeded")
         assert "your prompt resulted in 2048 tokens" in error.message

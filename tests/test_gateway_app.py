@@ -13,7 +13,7 @@ from gateway.app import create_app
 from gateway.server_config import ServerConfig, api_key_from_env, default_served_model_name
 from gateway.serving_model import ServingModel
 from gateway.state import METRICS, MODEL_SLOT
-from jax_engine.engine import AsyncEngine
+from jax_engine.async_engine import AsyncEngine
 from tests.engine_utils import engine_for
 from tests.openai_schema import validate
 
@@ -71,7 +71,7 @@ async def until(condition, timeout: float = 10.0) -> None:
 # ---- API keys ---------------------------------------------------------------------------------------
 
 
-async def test_api_key_guards_v1_only(engine):
+async def test_api_key_guards_every_route_but_health_version_and_metrics(engine):
     async with serving(engine, api_key=KEY) as client:
         missing = await error_of(await client.get("/v1/models"), 401)
         assert missing["code"] is None and "didn't provide an API key" in missing["message"]
@@ -83,6 +83,14 @@ async def test_api_key_guards_v1_only(engine):
         assert ok.status == 200
         for open_path in ("/health", "/metrics", "/version"):
             assert (await client.get(open_path)).status == 200
+        assert (await client.post("/tokenize", json={"prompt": "hi"})).status == 401
+
+
+async def test_api_key_can_guard_metrics_too(engine):
+    async with serving(engine, api_key=KEY, api_key_protects_metrics=True) as client:
+        assert (await client.get("/metrics")).status == 401
+        assert (await client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"})).status == 200
+        assert (await client.get("/health")).status == 200
 
 
 async def test_without_api_key_v1_is_open(engine):
@@ -145,6 +153,39 @@ async def test_full_waiting_queue_answers_429_with_retry_after(engine):
                 assert (await first).status == 200
     finally:
         engine.max_waiting = None
+
+
+async def test_every_sample_counts_against_the_waiting_bound(engine):
+    engine.max_waiting = 3
+    try:
+        async with serving(engine) as client:
+            with paused(engine) as gate:
+                first = asyncio.ensure_future(client.post("/v1/completions", json={**COMPLETION, "n": 2}))
+                await until(lambda: engine.core.num_waiting == 2)
+                await error_of(await client.post("/v1/completions", json={**COMPLETION, "n": 2}), 429)
+                gate.set()
+                assert (await first).status == 200
+    finally:
+        engine.max_waiting = None
+
+
+@pytest.mark.parametrize("path, body", [("/v1/completions", {**COMPLETION, "prompt": ["a", "b", "c"], "n": 2}),
+                                        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                                                                  "max_tokens": 1, "n": 5})])
+async def test_more_sequences_than_the_per_request_bound_is_400(engine, path, body):
+    async with serving(engine, max_sequences_per_request=4) as client:
+        error = await error_of(await client.post(path, json=body), 400)
+        assert (error["param"], error["code"]) == ("n", "too_many_sequences")
+        assert engine.core.num_waiting == 0
+
+
+def test_max_waiting_defaults_to_a_bound_derived_from_the_engine():
+    from gateway.cli import build_parser
+    from gateway.engine_args import engine_config
+    from gateway.server import server_config
+
+    args = build_parser().parse_args(["serve", "--max-num-seqs", "8"])
+    assert server_config(args, engine_config(args)).max_waiting == 16 * 8
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -314,10 +355,10 @@ async def test_continuous_usage_stats_count_every_chunk(engine):
 
 
 async def test_dummy_weights_serve_token_id_prompts_only(tiny_llama_path):
-    from jax_engine.engine import build_llm_engine
+    from jax_engine.llm_engine import LLMEngine
     from tests.engine_utils import small_engine_config
 
-    engine = AsyncEngine(build_llm_engine(small_engine_config(model=tiny_llama_path, load_format="dummy")))
+    engine = AsyncEngine(LLMEngine.from_config(small_engine_config(model=tiny_llama_path, load_format="dummy")))
     try:
         async with serving(engine) as client:
             ok = await client.post("/v1/completions", json={"prompt": [5, 6, 7], "max_tokens": 2, "logprobs": 0,

@@ -42,6 +42,18 @@ def test_health_and_metrics_stay_open(server):
     assert error_of(request(server, "GET", "/v1/models"))["message"].startswith("You didn't provide an API key")
 
 
+@pytest.mark.parametrize("method, path, body", [("POST", "/tokenize", {"prompt": "hi"}),
+                                                ("POST", "/detokenize", {"tokens": [1]}),
+                                                ("GET", "/tokenizer_info", None)])
+def test_tokenizer_routes_need_the_key(server, method, path, body):
+    assert request(server, method, path, body).status == 401
+    assert request(server, method, path, body, headers={"Authorization": f"Bearer {KEY}"}).status == 200
+
+
+def test_version_stays_open(server):
+    assert request(server, "GET", "/version").status == 200
+
+
 def test_anthropic_sdk_sends_x_api_key_and_is_served(server):
     claude = anthropic.Anthropic(base_url=server.base_url, api_key=KEY, max_retries=0)
     assert claude.messages.count_tokens(model="tiny", messages=[{"role": "user", "content": "hi"}]).input_tokens > 0

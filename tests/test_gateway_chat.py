@@ -18,7 +18,7 @@ PROMPT_IDS = GOLDEN["prompt_1"].tolist()
 GREEDY_IDS = GOLDEN["greedy_tokens_1"].tolist()  # "The capital of France is Paris.<|im_end|>"
 ANSWER = "The capital of France is Paris."
 LAST_LOGPROBS = GOLDEN["last_logits_1"] - np.logaddexp.reduce(GOLDEN["last_logits_1"].astype(np.float64))
-LOGPROB_ATOL = 1e-2
+LOGPROB_ATOL = 1e-4  # measured: within 3e-5 of transformers (float32 CPU)
 
 
 def test_greedy_chat_matches_transformers(client):
@@ -47,7 +47,7 @@ def test_stream_equals_non_stream_for_each_of_n_choices(server):
         assert mine[0]["delta"] == {"role": "assistant", "content": ""}
         assert all("role" not in c["delta"] for c in mine[1:])
         assert [c["finish_reason"] for c in mine if c["finish_reason"]] == ["length"]
-        assert mine[-1]["finish_reason"] == "length"
+        assert mine[-1]["finish_reason"] == "length" and mine[-1]["delta"] == {}  # as OpenAI sends it
         text = "".join(c["delta"].get("content", "") for c in mine)
         assert text == whole["choices"][index]["message"]["content"] == "The capital of France is"
 

@@ -18,7 +18,7 @@ PROMPT_IDS = GOLDEN["prompt_0"].tolist()
 GREEDY_IDS = GOLDEN["greedy_tokens_0"].tolist()
 GREEDY_TEXT = str(GOLDEN["greedy_text_0"])  # " Paris.\n\nThe answer is:"
 LAST_LOGPROBS = GOLDEN["last_logits_0"] - np.logaddexp.reduce(GOLDEN["last_logits_0"].astype(np.float64))
-LOGPROB_ATOL = 1e-2  # the engine's logits match transformers' within 2e-3
+LOGPROB_ATOL = 1e-4  # measured: within 3e-5 of transformers (float32 CPU)
 
 
 def test_greedy_completion_matches_transformers(client):
@@ -102,6 +102,7 @@ def test_seeded_sampling_is_reproducible_with_n_2(client):
 
     first = sample()
     assert sample() == first
+    assert first[0] != first[1]  # the choices are different samples, not one stream twice
 
 
 def test_prompt_list_with_n_2_gives_each_prompt_n_choices_in_order(server):

@@ -28,7 +28,7 @@ from gateway.routes_chat import ChatCall
 from gateway.routes_completions import CompletionCall
 from gateway.server_config import ServerConfig
 from gateway.state import METRICS, MODEL_SLOT
-from jax_engine.engine import AsyncEngine
+from jax_engine.async_engine import AsyncEngine
 from tests.engine_utils import engine_for
 from tests.openai_schema import validate
 
@@ -493,10 +493,10 @@ def check_reply(path: str, body: object, status: int, content_type: str, raw: by
 
 async def drained(engine: AsyncEngine, timeout: float = 10.0) -> None:
     """Nothing left in the engine: no request running, waiting or tracked, every KV block free."""
-    core, blocks = engine.core, engine.core.block_manager
+    core, blocks, outputs = engine.core, engine.core.block_manager, engine.core.output_processor
 
     def state() -> tuple:
-        return core.num_running, core.num_waiting, len(core.states), len(core.children), blocks.num_free_blocks
+        return core.num_running, core.num_waiting, len(outputs.states), len(outputs.children), blocks.num_free_blocks
 
     idle = (0, 0, 0, 0, blocks.num_blocks)
     for _ in range(int(timeout / 0.01)):

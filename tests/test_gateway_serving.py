@@ -66,6 +66,16 @@ def test_tokenize_and_detokenize_match_transformers(server):
         assert "".join(reply["token_strs"]) == case["prompt"]
 
 
+def test_tokenizer_info_serves_a_remote_tokenizer(server, tokenizer):
+    """What lm-eval's `tokenizer_backend=remote` reads: the special tokens (their ids through /tokenize, without
+    added specials) and the chat template."""
+    info = request(server, "GET", "/tokenizer_info").json()
+    assert (info["eos_token"], info["bos_token"]) == ("<|im_end|>", "<|im_start|>")
+    assert info["chat_template"] == tokenizer.chat_template and info["model_max_length"] == 512
+    eos = post(server, "/tokenize", {"prompt": info["eos_token"], "add_special_tokens": False}).json()["tokens"]
+    assert eos == [tokenizer.eos_token_id]
+
+
 def test_detokenize_refuses_ids_outside_the_vocabulary(server):
     error = error_of(post(server, "/detokenize", {"tokens": [1, 10**6]}))
     assert error["param"] == "tokens[1]"

@@ -108,6 +108,29 @@ def test_streamed_json_schema_content_validates(server):
     assert events[-1]["choices"][0]["finish_reason"] == "stop"
 
 
+SELF_REQUIRED = {"$defs": {"n": {"type": "object", "properties": {"c": {"$ref": "#/$defs/n"}}, "required": ["c"]}},
+                 "$ref": "#/$defs/n"}  # valid, but no finite instance
+TOO_WIDE = {"anyOf": [{"type": "object", "properties": {f"k{i}": {"type": "integer"}}, "required": [f"k{i}"]}
+                      for i in range(3000)]}
+UNSATISFIABLE = {
+    "self-required $ref": ({"response_format": json_schema_format("n", SELF_REQUIRED)}, "response_format"),
+    "anyOf of 3,000 objects": ({"response_format": json_schema_format("w", TOO_WIDE)}, "response_format"),
+    "tool parameters {$ref: #}": ({"tools": [{"type": "function", "function": {
+        "name": "f", "parameters": {"$ref": "#"}}}], "tool_choice": "required"}, "tools"),
+}
+
+
+@pytest.mark.parametrize("case", UNSATISFIABLE)
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_grammar_the_parser_cannot_follow_is_refused_at_admission(server, case, stream):
+    fields, param = UNSATISFIABLE[case]
+    reply = post(server, "/v1/chat/completions", {"messages": ASK_WEATHER, "max_tokens": 8, "stream": stream,
+                                                  **fields})
+    assert reply.status == 400, reply.text
+    error = reply.json()["error"]
+    assert error["param"] == param and "cannot be enforced" in error["message"]
+
+
 # ---- tools ---------------------------------------------------------------------------------------------
 
 
@@ -131,10 +154,24 @@ def test_parallel_calls_each_validate(client):
     reply = create(client, messages=ASK_WEATHER, tools=TOOLS, tool_choice="required", temperature=0,
                    max_tokens=120)
     calls = reply.choices[0].message.tool_calls
-    complete = calls if reply.choices[0].finish_reason == "tool_calls" else calls[:-1]  # max_tokens may cut one
-    assert complete and len({c.id for c in calls}) == len(calls)
-    for call in complete:
+    assert reply.choices[0].finish_reason == "tool_calls"  # the calls end: at most one per tool offered
+    assert 1 <= len(calls) <= len(TOOLS) and len({c.id for c in calls}) == len(calls)
+    for call in calls:
         jsonschema.validate(json.loads(call.function.arguments), PARAMS[call.function.name])
+
+
+@pytest.mark.parametrize("max_tokens", [5, 12])
+def test_a_forced_call_cut_by_max_tokens_is_no_call_and_leaks_no_markup(server, max_tokens):
+    body = {"messages": ASK_WEATHER, "tools": TOOLS, "tool_choice": "required", "temperature": 0,
+            "max_tokens": max_tokens}
+    whole = post(server, "/v1/chat/completions", body).json()["choices"][0]
+    assert whole["finish_reason"] == "length"
+    assert whole["message"]["content"] is None and not whole["message"].get("tool_calls")
+    events = stream_events(server, "/v1/chat/completions", body, "CreateChatCompletionStreamResponse")
+    deltas = [e["choices"][0]["delta"] for e in events if e["choices"]]
+    assert not any(d.get("content") for d in deltas)
+    arguments = "".join(c["function"].get("arguments", "") for d in deltas for c in d.get("tool_calls") or ())
+    assert "{}" not in arguments
 
 
 def test_streamed_tool_call_reassembles_to_the_non_stream_call(server, client):

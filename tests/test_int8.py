@@ -9,7 +9,7 @@ import pytest
 
 from jax_engine.layers.linear import linear
 from jax_engine.loader import default_model_path, load_checkpoint
-from jax_engine.loader.gguf_file import gguf_is_quantized, open_gguf
+from jax_engine.loader.gguf_file import read_gguf_header
 from jax_engine.models.llama import LlamaForCausalLM
 from jax_engine.quantization import (
     activation_stats,
@@ -80,8 +80,8 @@ def test_smoothing_leaves_the_float_model_unchanged(name):
 
 
 def test_auto_quantization_follows_the_checkpoint():
-    assert gguf_is_quantized(open_gguf(default_model_path()))
-    assert not gguf_is_quantized(open_gguf(os.path.join(GOLDEN, "gguf", "llama_f32.gguf")))
+    assert read_gguf_header(default_model_path()).quantized
+    assert not read_gguf_header(os.path.join(GOLDEN, "gguf", "llama_f32.gguf")).quantized
     assert resolve_quantization("auto", True, "cpu") == "int8"
     assert resolve_quantization("auto", True, "gpu") == "none"
     assert resolve_quantization("auto", False, "cpu") == "none"

@@ -93,3 +93,15 @@ def test_cli_reports_the_error_without_a_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "no such file or directory" in proc.stderr
+
+
+def test_gguf_header_reader_matches_gguf_library():
+    import gguf
+
+    from jax_engine.loader.gguf_file import read_gguf_header
+
+    path = os.path.join(GOLDEN, "gguf", "llama_q4_0.gguf")
+    ours, reader = read_gguf_header(path), gguf.GGUFReader(path)
+    assert ours.metadata == {key: f.contents() for key, f in reader.fields.items() if not key.startswith("GGUF.")}
+    assert [(t.name, t.shape, t.ggml_type) for t in ours.tensors] == [
+        (t.name, tuple(int(n) for n in t.shape), int(t.tensor_type)) for t in reader.tensors]

@@ -5,7 +5,7 @@ import pytest
 
 from jax_engine.model_runner import sampling_metadata
 from jax_engine.request import Request
-from jax_engine.sampler import sample
+from jax_engine.sampler import gumbel_noise, sample
 from jax_engine.sampling_params import SamplingParams
 
 VOCAB = 64
@@ -128,3 +128,55 @@ def test_top_k_beyond_the_vocabulary_means_no_top_k():
     logits = random_logits(1, seed=6)
     ids, *_ = run([SamplingParams(temperature=0.0, top_k=2**40)], logits)
     assert ids[0] == logits.argmax()
+
+
+# ---- temperature, top_p and min_p, exactly: the same Gumbel noise, then numpy -----------------------
+
+
+def numpy_sample(logits, seeds, temperature, top_p=1.0, min_p=0.0):
+    """Gumbel-max over temperature-scaled logits, with the nucleus (tokens whose probability mass before
+    them is under top_p) and min_p (probability at least min_p times the best) applied first."""
+    noise = np.asarray(gumbel_noise(np.asarray(seeds, np.uint32), np.zeros(len(seeds), np.int32), VOCAB))
+    scaled = logits.astype(np.float64) / temperature
+    probs = np.exp(log_softmax(scaled))
+    order = np.argsort(-probs, axis=-1, kind="stable")
+    sorted_probs = np.take_along_axis(probs, order, -1)
+    before = np.cumsum(sorted_probs, -1) - sorted_probs
+    keep = np.zeros_like(probs, bool)
+    np.put_along_axis(keep, order, before < top_p, -1)
+    keep &= probs >= min_p * probs.max(-1, keepdims=True)
+    return np.where(keep, scaled + noise, -np.inf).argmax(-1)
+
+
+def run_seeded(params, logits, seeds):
+    reqs = [(i, Request(str(i), [1, 2, 3], params, seed=s)) for i, s in enumerate(seeds)]
+    md, flags = sampling_metadata(reqs, len(seeds), VOCAB)
+    return np.asarray(sample(np.asarray(logits, np.float32), md, flags)[0])
+
+
+SEEDS = list(range(100, 164))
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_temperature_scales_the_logits_exactly(temperature):
+    logits = np.repeat(random_logits(1, seed=7), len(SEEDS), 0) / 3
+    ids = run_seeded(SamplingParams(temperature=temperature), logits, SEEDS)
+    assert ids.tolist() == numpy_sample(logits, SEEDS, temperature).tolist()
+    assert ids.tolist() != numpy_sample(logits, SEEDS, 1.0).tolist()  # ignoring temperature would show
+
+
+def test_top_p_keeps_the_token_that_crosses_the_mass():
+    probs = np.array([0.5, 0.3, 0.2] + [1e-12] * (VOCAB - 3))
+    logits = np.repeat(np.log(probs)[None].astype(np.float32), len(SEEDS), 0)
+    ids = run_seeded(SamplingParams(temperature=1.0, top_p=0.6), logits, SEEDS)
+    assert ids.tolist() == numpy_sample(logits, SEEDS, 1.0, top_p=0.6).tolist()
+    assert set(ids.tolist()) == {0, 1}  # 0.5 before token 1 is under 0.6: it is in the nucleus; token 2 is not
+
+
+@pytest.mark.parametrize("top_p, min_p", [(0.8, 0.0), (1.0, 0.15), (0.9, 0.05)])
+def test_top_p_and_min_p_match_numpy_exactly(top_p, min_p):
+    logits = np.repeat(random_logits(1, seed=8), len(SEEDS), 0) / 2
+    params = SamplingParams(temperature=0.8, top_p=top_p, min_p=min_p)
+    ids = run_seeded(params, logits, SEEDS)
+    assert ids.tolist() == numpy_sample(logits, SEEDS, 0.8, top_p, min_p).tolist()
+    assert len(set(ids.tolist())) > 1

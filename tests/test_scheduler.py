@@ -46,8 +46,8 @@ def test_preemption_with_a_tiny_page_pool_still_finishes_everything_correctly(ti
 
 def test_lower_priority_value_is_admitted_first(tiny_llama_path):
     engine = engine_for(tiny_llama_path, max_num_seqs=1)
-    engine.add_request("late", prompt(0, 5), SamplingParams(temperature=0.0, max_tokens=2), priority=5)
-    engine.add_request("urgent", prompt(1, 5), SamplingParams(temperature=0.0, max_tokens=2), priority=-1)
+    engine.add_request("late", prompt(0, 5), SamplingParams(temperature=0.0, max_tokens=2, priority=5))
+    engine.add_request("urgent", prompt(1, 5), SamplingParams(temperature=0.0, max_tokens=2, priority=-1))
     finished = [o.request_id for o in iter_outputs(engine) if o.finished]
     assert finished == ["urgent", "late"]
 
@@ -89,10 +89,10 @@ def test_n_samples_share_the_prompt_blocks(tiny_llama_path):
 
 
 def test_dummy_load_format_builds_random_weights_from_a_config(tiny_llama_path):
-    from jax_engine.engine import build_llm_engine
+    from jax_engine.llm_engine import LLMEngine
     from tests.engine_utils import small_engine_config
 
-    engine = build_llm_engine(small_engine_config(model=tiny_llama_path, load_format="dummy"))
+    engine = LLMEngine.from_config(small_engine_config(model=tiny_llama_path, load_format="dummy"))
     assert engine.tokenizer is None and engine.model_config.vocab_size == 320
     engine.add_request("d", prompt(0, 5), SamplingParams(temperature=0.0, max_tokens=3, ignore_eos=True))
     out = run_to_completion(engine)["d"]
@@ -105,4 +105,4 @@ def test_sampling_values_that_cannot_be_represented_are_rejected(tiny_llama_path
     engine = engine_for(tiny_llama_path)
     with pytest.raises(RequestValidationError) as e:
         engine.add_request("x", prompt(0, 5), SamplingParams(**{field: value}))
-    assert e.value.param == field
+    assert e.value.field.value == field

@@ -36,3 +36,10 @@ def test_first_of_several_stop_strings_wins_and_flush_returns_the_rest():
     checker = StopChecker(["xyz"])
     emitted, _ = feed(checker, ["12x"])
     assert "".join(emitted) + checker.flush() == "12x"
+
+
+def test_overlapping_stops_cut_at_the_earliest_match_whatever_their_order():
+    emitted, stop = feed(StopChecker(["world", "lo w"]), ["hello world"])
+    assert stop == "lo w" and "".join(emitted) == "hel"
+    emitted, stop = feed(StopChecker(["bcd", "abcde"], include_stop_str_in_output=True), ["xab", "cde"])
+    assert stop == "abcde" and "".join(emitted) == "xabcde"  # the one that starts first, kept whole

@@ -8,7 +8,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from jax_engine.errors import RequestValidationError
+from jax_engine.errors import RequestField, RequestValidationError
 from jax_engine.model_runner import sampling_metadata
 from jax_engine.request import Request
 from jax_engine.sampler import apply_grammar_bitmask, sample
@@ -151,7 +151,7 @@ def test_sampling_picks_only_allowed_tokens_and_leaves_rows_without_grammar_alon
 def test_unenforceable_schema_is_refused_naming_the_feature(smollm2_engine, schema, feature):
     with pytest.raises(RequestValidationError) as e:
         smollm2_engine.validate([1, 2], constrained(schema))
-    assert e.value.param == "response_format"
+    assert e.value.field is RequestField.STRUCTURED_OUTPUT
     assert feature in str(e.value)
 
 
@@ -164,7 +164,7 @@ def test_invalid_regex_and_grammar_are_refused(smollm2_engine):
 def test_refused_schema_leaves_no_request_behind(smollm2_engine):
     with pytest.raises(RequestValidationError):
         smollm2_engine.add_request("bad", [1, 2], constrained({"type": "nonsense"}))
-    assert not smollm2_engine.has_unfinished_requests() and "bad" not in smollm2_engine.children
+    assert not smollm2_engine.has_unfinished_requests() and "bad" not in smollm2_engine.output_processor.children
 
 
 def test_equal_schemas_share_one_compiled_grammar(smollm2_engine):
@@ -270,14 +270,14 @@ def test_constrained_greedy_output_survives_preemption(smollm2_engine, schema_ou
         text += "".join(o.new_text for o in outs)
         steps += 1
         if steps in (3, 9):
-            engine.scheduler.preempt(engine.states["p"].request)
+            engine.scheduler.preempt(engine.output_processor.states["p"].request)
     assert text == schema_outputs["city@0.0"]["text"]
 
 
 def test_abort_releases_the_matcher(smollm2_engine):
     engine = smollm2_engine
     engine.add_request("a", chat(engine, PROMPTS["person"]), constrained(PERSON))
-    req = engine.states["a"].request
+    req = engine.output_processor.states["a"].request
     engine.step()
     assert req.grammar is not None
     engine.abort_request("a")

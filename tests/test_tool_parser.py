@@ -109,12 +109,26 @@ def test_broken_json_in_tags_is_content():
     assert calls == [] and '"get_time"' in content
 
 
-def test_output_cut_mid_arguments_keeps_the_call_with_what_was_written():
+def test_a_call_cut_short_is_not_a_call_and_gets_no_invented_arguments():
     text = hermes("get_weather", WEATHER)
-    content, calls = parse(text[:75])
-    assert content is None and calls[0].name == "get_weather"
-    assert len(calls[0].arguments) > 10 and json.dumps(WEATHER).startswith(calls[0].arguments)
-    assert parse(text[:40])[1][0].arguments == "{}"  # cut before the arguments began
+    assert parse(text[:75]) == (None, [])  # cut mid-arguments
+    assert parse(text[:40]) == (None, [])  # cut before the arguments began
+    assert parse(text[:5]) == (None, [])  # a partial tag is markup, not content
+
+
+def test_a_complete_call_then_a_cut_one_keeps_the_complete_one():
+    text = hermes("get_weather", WEATHER) + "\n" + hermes("get_time", TIME)
+    content, calls = parse(text[:len(text) - 20])
+    assert content is None and [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", WEATHER)]
+    assert parse("Hello.\n<tool")[0] == "Hello."
+
+
+def test_a_stream_cut_mid_call_adds_nothing_at_the_end():
+    text = hermes("get_weather", WEATHER)[:75]
+    parser = ToolCallParser(["get_weather"])
+    sent = parser.feed(text)
+    assert sent and all("tool_calls" in d for d in sent)
+    assert parser.finish() == [] and parser.calls == []
 
 
 # ---- streaming ------------------------------------------------------------------------------------------
@@ -126,7 +140,7 @@ SAMPLES = [
     hermes("get_time", json.dumps(TIME)),
     '{"name": "Bob", "tags": ["<tool_call>"]}',
     "The answer is <b>42</b>. <tool_call>",
-    hermes("get_weather", WEATHER)[:57],
+    hermes("get_weather", WEATHER) + "\n<tool_ca",
 ]
 
 

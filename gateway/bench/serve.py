@@ -23,17 +23,18 @@ from gateway.bench.serve_metrics import format_record, summarize
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--base-url", default="http://127.0.0.1:8000")
-    p.add_argument("--endpoint", default="/v1/completions", choices=["/v1/completions", "/v1/chat/completions"])
-    p.add_argument("--model", default=None, help="default: the first model the server lists")
-    p.add_argument("--concurrency", type=int, nargs="+", default=[1])
+    p.add_argument("--base-url", default="http://127.0.0.1:8000", help="the server")
+    p.add_argument("--endpoint", default="/v1/completions", choices=["/v1/completions", "/v1/chat/completions"],
+                   help="the API the requests go to")
+    p.add_argument("--model", default=None, help="(default: the first model the server lists)")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1], help="requests in flight, one run per level")
     p.add_argument("--num-prompts", type=int, default=None, help="per level (default: 4 x concurrency, >= 8)")
-    p.add_argument("--input-len", type=int, default=128)
-    p.add_argument("--output-len", type=int, default=128)
+    p.add_argument("--input-len", type=int, default=128, help="prompt tokens per request")
+    p.add_argument("--output-len", type=int, default=128, help="output tokens per request")
     p.add_argument("--token-id-range", type=int, nargs=2, default=[1000, 30000], metavar=("LOW", "HIGH"),
                    help="random prompt token ids are drawn from [LOW, HIGH)")
-    p.add_argument("--api-key", default=None, help="default: $OPENAI_API_KEY")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--api-key", default=None, help="(default: $OPENAI_API_KEY)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random prompts")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
     p.add_argument("--output-json", default=None, help="write a JSON list, one record per concurrency level")
     p.add_argument("--plot", default=None, help="write a PNG of throughput and latencies per level")

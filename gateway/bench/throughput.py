@@ -9,16 +9,16 @@ import time
 import numpy as np
 
 from jax_engine.config import EngineConfig
-from jax_engine.engine import build_llm_engine
+from jax_engine.llm_engine import LLMEngine
 from jax_engine.sampling_params import SamplingParams
 from jax_engine.structured_output import StructuredOutputParams
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--num-prompts", type=int, default=64)
-    p.add_argument("--input-len", type=int, default=128)
-    p.add_argument("--output-len", type=int, default=128)
-    p.add_argument("--output-json", default=None)
+    p.add_argument("--num-prompts", type=int, default=64, help="requests, all submitted at once")
+    p.add_argument("--input-len", type=int, default=128, help="prompt tokens per request")
+    p.add_argument("--output-len", type=int, default=128, help="output tokens per request")
+    p.add_argument("--output-json", default=None, help="write the results (vLLM's keys) here")
     p.add_argument("--hbm-tbps", type=float, default=None,
                    help="memory bandwidth for the roofline (default: known GPUs' HBM, else none)")
     p.add_argument("--json-schema", default=None, metavar="PATH",
@@ -34,8 +34,8 @@ def random_prompts(num_prompts: int, input_len: int, vocab_size: int, seed: int)
     return prompts
 
 
-def run(args, config: EngineConfig) -> dict:
-    engine = build_llm_engine(config)
+def run(args, config: EngineConfig) -> int:
+    engine = LLMEngine.from_config(config)
     prompts = random_prompts(args.num_prompts, args.input_len, engine.model_config.vocab_size, args.seed)
     params = SamplingParams(temperature=0.0, max_tokens=args.output_len, ignore_eos=True)
     num_output, elapsed = generate(engine, prompts, params)
@@ -113,7 +113,7 @@ def roofline(engine, args) -> dict:
     cfg, runner = engine.model_config, engine.runner
     weight_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(runner.state))
     kv_per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * runner.k_cache.dtype.itemsize
-    out = {"weight_bytes": int(weight_bytes), "kv_bytes_per_token": int(kv_per_token)}
+    out: dict[str, float] = {"weight_bytes": int(weight_bytes), "kv_bytes_per_token": int(kv_per_token)}
     kind = jax.devices()[0].device_kind
     tbps = args.hbm_tbps or next((v for k, v in HBM_TBPS.items() if k in kind), None)
     if tbps is None:

