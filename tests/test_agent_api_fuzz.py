@@ -416,3 +416,23 @@ def test_a_client_leaving_while_the_engine_is_quiet_leaves_nothing_behind(harnes
         await drained(harness.engine)
 
     harness.run(go())
+
+
+def test_a_background_stream_can_be_followed_again_from_any_event(harness):
+    async def go() -> tuple[bytes, bytes]:
+        body = {**RESPONSE_BASE, "background": True, "stream": True, "temperature": 0}
+        async with harness.client.post(RESPONSES, json=body) as response:
+            assert response.status == 200
+            first = await asyncio.wait_for(response.read(), 30)
+        response_id = named_events(first)[0]["response"]["id"]
+        async with harness.client.get(f"{RESPONSES}/{response_id}?stream=true&starting_after=3") as response:
+            assert response.status == 200
+            again = await asyncio.wait_for(response.read(), 30)
+        await drained(harness.engine)
+        return first, again
+
+    first, again = harness.run(go())
+    events = named_events(first)
+    check_response_stream(events)
+    assert events[0]["response"]["status"] == "queued" and events[-1]["response"]["background"] is True
+    assert named_events(again) == events[4:]
