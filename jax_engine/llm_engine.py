@@ -117,7 +117,7 @@ class LLMEngine:
 
         if config.load_format == "dummy":
             from jax_engine.dummy import dummy_config
-            from jax_engine.models.llama import random_weights
+            from jax_engine.models.registry import random_weights
 
             cfg = dummy_config(config.model or "smollm2-135m")
             return cls(cfg, random_weights(cfg, resolve_dtype(config.dtype), config.seed), None, [], config)

@@ -15,7 +15,8 @@ from tqdm import tqdm
 from jax_engine import buckets
 from jax_engine.config import ModelConfig
 from jax_engine.layers.linear import ROW_TILE
-from jax_engine.models.llama import AttentionMetadata, LlamaForCausalLM
+from jax_engine.models.llama import AttentionMetadata
+from jax_engine.models.registry import model_class
 from jax_engine.outputs import TokenLogprobs
 from jax_engine.sampler import SamplerFlags, SamplingMetadata, sample
 from jax_engine.sampling_params import MAX_LOGPROBS
@@ -70,7 +71,7 @@ class ModelRunner:
         # Decode-shaped steps (one new token per sequence) take one-token query blocks on the XLA path; a
         # batch-invariant step uses one block shape whatever the batch, and Pallas picks its own tiles.
         self.decode_block_q = 1 if not batch_invariant and attention_backend() == "xla" else PREFILL_BLOCK_Q
-        model = LlamaForCausalLM(cfg, cast_weights(weights, dtype), batch_invariant=batch_invariant)
+        model = model_class(cfg)(cfg, cast_weights(weights, dtype), batch_invariant=batch_invariant)
         self.graphdef, self.state = nnx.split(model)
         shape = (cfg.num_hidden_layers, num_blocks, block_size, cfg.num_key_value_heads, cfg.head_dim)
         self.k_cache = jnp.zeros(shape, dtype)

@@ -7,7 +7,8 @@ import pytest
 
 from jax_engine.config import ModelConfig
 from jax_engine.model_runner import PREFILL_BLOCK_Q, ModelRunner
-from jax_engine.models.llama import AttentionMetadata, random_weights
+from jax_engine.models.llama import AttentionMetadata
+from jax_engine.models.registry import random_weights
 
 CFG = ModelConfig("LlamaForCausalLM", vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=16, tie_word_embeddings=True,

@@ -6,7 +6,7 @@ import numpy as np
 
 from jax_engine.config import ModelConfig
 from jax_engine.loader.errors import LoadError
-from jax_engine.models.llama import model_param_shapes
+from jax_engine.models.registry import model_param_shapes
 
 
 def fuse_layer(cfg: ModelConfig, get) -> dict[str, np.ndarray]:

@@ -82,6 +82,10 @@ class LlamaForCausalLM(nnx.Module):
         inv_freq, self.rope_attention_factor = rope_parameters(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
         self.inv_freq = np.asarray(inv_freq)
 
+    @staticmethod
+    def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+        return model_param_shapes(cfg)
+
     def __call__(self, token_ids, positions, k_cache, v_cache, md: AttentionMetadata, observe: bool = False):
         """token_ids, positions: [T]; k_cache, v_cache: [L, num_pages, page_size, Hkv, D].
 
@@ -143,15 +147,3 @@ class LlamaForCausalLM(nnx.Module):
         gate, up = jnp.split(self._linear(x, w, "gate_up_proj", stats), 2, axis=-1)
         return self._linear(jax.nn.silu(gate) * up, w, "down_proj", stats)
 
-
-def random_weights(cfg: ModelConfig, dtype, seed: int = 0) -> dict[str, jax.Array]:
-    """Random weights built on the device (vLLM's --load-format dummy)."""
-    shapes = model_param_shapes(cfg)
-    keys = jax.random.split(jax.random.key(seed), len(shapes))
-    weights = {}
-    for key, (name, shape) in zip(keys, shapes.items(), strict=True):
-        if name.endswith("norm"):
-            weights[name] = jnp.ones(shape, dtype)
-        else:
-            weights[name] = (jax.random.normal(key, shape, jnp.float32) * 0.02).astype(dtype)
-    return weights

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_engine.config import ModelConfig
-from jax_engine.models.llama import LlamaForCausalLM
+from jax_engine.models.registry import model_class
 from jax_engine.quantization.forward import sequence_forward
 from jax_engine.quantization.int8 import CALIBRATION_TEXT, NUM_OUTLIERS, quantize, smooth
 
@@ -55,7 +55,7 @@ def calibration_token_ids(tokenizer, vocab_size: int) -> list[int]:
 
 def activation_stats(cfg: ModelConfig, weights: dict, token_ids: list[int]) -> dict[str, np.ndarray]:
     """Per input channel, the largest |activation| each projection sees over the calibration windows."""
-    model = LlamaForCausalLM(cfg, {k: jnp.asarray(v) for k, v in weights.items()})
+    model = model_class(cfg)(cfg, {k: jnp.asarray(v) for k, v in weights.items()})
     stats: dict[str, np.ndarray] = {}
     windows = [token_ids[s:s + CALIBRATION_WINDOW] for s in range(0, len(token_ids), CALIBRATION_WINDOW)]
     for _, window_stats in sequence_forward(model, windows, observe=True):

@@ -9,13 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jax_engine.models.llama import AttentionMetadata, LlamaForCausalLM
+from jax_engine.models.llama import AttentionMetadata
 
 PAGE_SIZE = 16
 PAGES_MULTIPLE = 16  # the XLA attention path walks block tables in chunks of 16 pages
 
 
-def sequence_forward(model: LlamaForCausalLM, windows: list[list[int]], observe: bool = False) -> list:
+def sequence_forward(model: nnx.Module, windows: list[list[int]], observe: bool = False) -> list:
     """Each window as its own sequence from an empty cache: float32 logits [T, vocab] of every position
     (with `observe`, (logits, each projection's per-input-channel max |x|)). One compile per window length."""
     graphdef, state = nnx.split(model)
