@@ -84,7 +84,8 @@ class LLMEngine:
         self.eos_token_ids = tuple(eos_token_ids)
         self.generation_defaults = dict(generation_defaults or {})
         self.dtype = resolve_dtype(config.dtype)
-        self.quantization = resolve_quantization(config.quantization, checkpoint_quantized, jax.default_backend())
+        self.quantization = resolve_quantization(config.quantization, checkpoint_quantized, jax.default_backend(),
+                                                 model_config)
         if self.quantization == "int8":
             weights = int8_weights(model_config, weights, tokenizer)
         kv = kv_cache_spec(model_config, config, weights, self.dtype)

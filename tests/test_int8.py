@@ -82,13 +82,14 @@ def test_smoothing_leaves_the_float_model_unchanged(name):
 def test_auto_quantization_follows_the_checkpoint():
     assert read_gguf_header(default_model_path()).quantized
     assert not read_gguf_header(os.path.join(GOLDEN, "gguf", "llama_f32.gguf")).quantized
-    assert resolve_quantization("auto", True, "cpu") == "int8"
-    assert resolve_quantization("auto", True, "gpu") == "none"
-    assert resolve_quantization("auto", False, "cpu") == "none"
-    assert resolve_quantization("none", True, "cpu") == "none"
-    assert resolve_quantization("int8", False, "gpu") == "int8"
+    llama = load_checkpoint(os.path.join(GOLDEN, "llama"), with_weights=False).config
+    assert resolve_quantization("auto", True, "cpu", llama) == "int8"
+    assert resolve_quantization("auto", True, "gpu", llama) == "none"
+    assert resolve_quantization("auto", False, "cpu", llama) == "none"
+    assert resolve_quantization("none", True, "cpu", llama) == "none"
+    assert resolve_quantization("int8", False, "gpu", llama) == "int8"
     with pytest.raises(ValueError, match="quantization"):
-        resolve_quantization("fp4", False, "cpu")
+        resolve_quantization("fp4", False, "cpu", llama)
 
 
 def teacher_forced(cfg, weights, ids):

@@ -72,6 +72,8 @@ class ParamDict(nnx.Module):
 
 
 class LlamaForCausalLM(nnx.Module):
+    int8_layout = True  # quantization/int8.py knows where to fold its smoothing (norms, v/up columns)
+
     def __init__(self, cfg: ModelConfig, weights: dict[str, jax.Array], batch_invariant: bool = False):
         self.config = cfg
         self.batch_invariant = batch_invariant

@@ -22,12 +22,16 @@ __all__ = ["QUANTIZATION_CHOICES", "activation_stats", "calibration_token_ids", 
            "resolve_quantization", "sequence_forward", "with_lm_head"]
 
 
-def resolve_quantization(choice: str, checkpoint_quantized: bool, backend: str) -> str:
-    """auto: int8 on CPU when the checkpoint is itself quantised (its author accepted the approximation)."""
+def resolve_quantization(choice: str, checkpoint_quantized: bool, backend: str, cfg: ModelConfig) -> str:
+    """auto: int8 on CPU when the checkpoint is itself quantised (its author accepted the approximation) and
+    the model's layout is one the smoothing knows (its class sets `int8_layout`)."""
     if choice not in QUANTIZATION_CHOICES:
         raise ValueError(f"quantization {choice!r}; expected one of {QUANTIZATION_CHOICES}")
+    supported = getattr(model_class(cfg), "int8_layout", False)
     if choice == "auto":
-        return "int8" if checkpoint_quantized and backend == "cpu" else "none"
+        return "int8" if checkpoint_quantized and backend == "cpu" and supported else "none"
+    if choice == "int8" and not supported:
+        raise ValueError(f"--quantization int8 is not supported for {cfg.architecture}")
     return choice
 
 
