@@ -11,7 +11,11 @@ SUPPORTED_ARCHITECTURES = (
     "MistralForCausalLM",
     "Qwen2ForCausalLM",
     "Qwen3ForCausalLM",
+    "Gemma2ForCausalLM",
+    "Gemma3ForCausalLM",
+    "Phi3ForCausalLM",
 )
+GEMMA_ARCHITECTURES = ("Gemma2ForCausalLM", "Gemma3ForCausalLM")
 
 
 # config.json keys --hf-overrides may change (vLLM's flag): how positions are read. Keys that shape the weights
@@ -44,6 +48,14 @@ class ModelConfig:
     attention_bias: bool = False
     qk_norm: bool = False
     sliding_window: int | None = None
+    # Gemma 2/3: which layers slide ("sliding_attention" / "full_attention" per layer; None: all as
+    # sliding_window says), soft-capping, 1/sqrt(query_pre_attn_scalar) attention scale, local layers' RoPE base
+    layer_types: tuple[str, ...] | None = None
+    attn_logit_softcapping: float | None = None
+    final_logit_softcapping: float | None = None
+    query_pre_attn_scalar: float | None = None
+    rope_local_base_freq: float | None = None
+    partial_rotary_factor: float = 1.0  # Phi-3/4: RoPE turns only the first head_dim * factor dimensions
 
     @classmethod
     def from_hf_dict(cls, d: dict, source: str = "config.json") -> ModelConfig:
@@ -59,8 +71,12 @@ class ModelConfig:
             if arch == "Qwen2ForCausalLM" and not d.get("use_sliding_window", False):
                 sliding = None
             rope_params = d.get("rope_parameters") or {}
+            local_rope = {}
+            if "full_attention" in rope_params:  # transformers 5 spells Gemma 3's two RoPEs per layer type
+                rope_params, local_rope = rope_params["full_attention"], rope_params.get("sliding_attention") or {}
             max_positions = int(d.get("max_position_embeddings", 2048))
-            rope_scaling = normalized_rope_scaling(d.get("rope_scaling") or (rope_params or None), max_positions)
+            rope_scaling = normalized_rope_scaling(d.get("rope_scaling") or (rope_params or None), max_positions,
+                                                   d.get("original_max_position_embeddings"))
             return cls(
                 architecture=arch,
                 vocab_size=int(d["vocab_size"]),
@@ -76,8 +92,9 @@ class ModelConfig:
                 max_position_embeddings=max_positions,
                 tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
                 attention_bias=arch == "Qwen2ForCausalLM" or bool(d.get("attention_bias", False)),
-                qk_norm=arch == "Qwen3ForCausalLM",
+                qk_norm=arch in ("Qwen3ForCausalLM", "Gemma3ForCausalLM"),
                 sliding_window=int(sliding) if sliding else None,
+                **_family_fields(arch, d, local_rope),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"{source}: invalid or missing field: {e}") from None
@@ -91,10 +108,20 @@ class ModelConfig:
         RoPE factor (from the original context YaRN states)."""
         s = self.rope_scaling or {}
         kind = s.get("rope_type", s.get("type"))
-        if kind in CONTEXT_STRETCHING_ROPE and s.get("factor"):
+        if kind in CONTEXT_STRETCHING_ROPE and s.get("factor") and self.architecture != "Gemma3ForCausalLM":
             trained = s.get("original_max_position_embeddings", self.max_position_embeddings)
             return int(trained * float(s["factor"]))
         return self.max_position_embeddings
+
+    def with_max_model_len(self, max_model_len: int) -> ModelConfig:
+        """LongRoPE's long factors once the served context passes the original one, else its short factors
+        (llama.cpp's rule: transformers picks them per call by the sequence's length, which would rotate the
+        keys already in a shared cache with the other set)."""
+        s = self.rope_scaling or {}
+        if s.get("rope_type") != "longrope":
+            return self
+        long = max_model_len > s["original_max_position_embeddings"]
+        return self.replace(rope_scaling={**s, "long_context": long})
 
     def with_hf_overrides(self, overrides: dict | None) -> ModelConfig:
         """config.json values given with --hf-overrides (as vLLM's flag takes them), over the checkpoint's."""
@@ -123,9 +150,11 @@ class ModelConfig:
         return self.replace(**changes)
 
 
-def normalized_rope_scaling(scaling: dict | None, max_position_embeddings: int) -> dict | None:
-    """`rope_type` spelt out (older configs say `type`); none for the default rope; YaRN's original context
-    filled in from max_position_embeddings when the config leaves it out (as transformers reads it)."""
+def normalized_rope_scaling(scaling: dict | None, max_position_embeddings: int,
+                            original_max_position_embeddings: int | None = None) -> dict | None:
+    """`rope_type` spelt out (older configs say `type`, Phi-3's first ones `su` for longrope); none for the
+    default rope; YaRN's and LongRoPE's original context filled in as transformers reads it (LongRoPE's from
+    the config's top level, as Phi-3 writes it), and LongRoPE's factor: the context it stretches to over that."""
     if not scaling:
         return None
     if not isinstance(scaling, dict):
@@ -133,11 +162,44 @@ def normalized_rope_scaling(scaling: dict | None, max_position_embeddings: int) 
     kind = scaling.get("rope_type", scaling.get("type", "default"))
     if kind == "default":
         return None
+    kind = "longrope" if kind == "su" else kind
     scaling = {key: value for key, value in scaling.items() if key not in ("type", "rope_theta")}
     scaling["rope_type"] = kind
     if kind == "yarn":
         scaling.setdefault("original_max_position_embeddings", max_position_embeddings)
+    if kind == "longrope":
+        scaling.setdefault("original_max_position_embeddings", original_max_position_embeddings or
+                           max_position_embeddings)
+        scaling.setdefault("factor", max_position_embeddings / scaling["original_max_position_embeddings"])
     return scaling
+
+
+def _family_fields(arch: str, d: dict, local_rope: dict) -> dict:
+    """The config.json fields only Gemma 2/3 and Phi-3 read."""
+    if arch == "Phi3ForCausalLM":
+        return {"partial_rotary_factor": float(d.get("partial_rotary_factor") or 1.0)}
+    if arch not in GEMMA_ARCHITECTURES:
+        return {}
+    num_layers = int(d["num_hidden_layers"])
+    layer_types = d.get("layer_types")
+    if layer_types is None:
+        pattern = 2 if arch == "Gemma2ForCausalLM" else int(d.get("sliding_window_pattern") or 6)
+        layer_types = ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(num_layers)]
+    if len(layer_types) != num_layers or set(layer_types) - {"sliding_attention", "full_attention"}:
+        raise ValueError(f"layer_types {layer_types!r}: one of sliding_attention / full_attention per layer")
+    default_softcap = (50.0, 30.0) if arch == "Gemma2ForCausalLM" else (None, None)
+    local_base = d.get("rope_local_base_freq") or local_rope.get("rope_theta")
+    return {
+        "layer_types": tuple(layer_types),
+        "attn_logit_softcapping": _optional_float(d.get("attn_logit_softcapping", default_softcap[0])),
+        "final_logit_softcapping": _optional_float(d.get("final_logit_softcapping", default_softcap[1])),
+        "query_pre_attn_scalar": float(d.get("query_pre_attn_scalar") or 256),
+        "rope_local_base_freq": float(local_base or 10000.0) if arch == "Gemma3ForCausalLM" else None,
+    }
+
+
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def resolve_max_model_len(requested: int | None, model_config: ModelConfig, default_cap: int | None) -> int:

@@ -90,6 +90,7 @@ class LLMEngine:
             weights = int8_weights(model_config, weights, tokenizer)
         kv = kv_cache_spec(model_config, config, weights, self.dtype)
         self.max_model_len = kv.max_model_len
+        self.model_config = model_config = model_config.with_max_model_len(self.max_model_len)
         self.runner = ModelRunner(model_config, weights, self.dtype, kv.num_blocks, config.block_size,
                                   self.max_model_len, config.max_num_seqs, config.max_num_batched_tokens,
                                   batch_invariant=config.batch_invariant)

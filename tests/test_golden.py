@@ -10,7 +10,7 @@ from jax_engine.sampling_params import SamplingParams
 from tests.engine_utils import engine_for, forward_logits, new_request, run_to_completion
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
-HF_MODELS = ["llama", "llama_linear", "qwen2", "qwen3", "mistral"]
+HF_MODELS = ["llama", "llama_linear", "qwen2", "qwen3", "mistral", "gemma2", "gemma3"]
 TOLERANCE = 1e-4
 
 
@@ -18,10 +18,11 @@ def golden_prompts(npz):
     return [i for i in range(10) if f"prompt_{i}" in npz]
 
 
-def check_logits_and_greedy(path: str, npz_path: str, tolerance: float, **engine_kw):
+def check_logits_and_greedy(path: str, npz_path: str, tolerance: float, prompts=None, **engine_kw):
     engine = engine_for(path, **engine_kw)
     golden = np.load(npz_path)
-    for i in golden_prompts(golden):
+    prompts = golden_prompts(golden) if prompts is None else prompts
+    for i in prompts:
         prompt = golden[f"prompt_{i}"].tolist()
         greedy = golden[f"greedy_tokens_{i}"].tolist()
         req = new_request(f"p{i}")
@@ -35,7 +36,7 @@ def check_logits_and_greedy(path: str, npz_path: str, tolerance: float, **engine
         engine.block_manager.free(req)
         engine.add_request(f"g{i}", prompt, SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True))
     generated = run_to_completion(engine)
-    for i in golden_prompts(golden):
+    for i in prompts:
         assert generated[f"g{i}"] == golden[f"greedy_tokens_{i}"].tolist()
 
 
@@ -68,8 +69,29 @@ def test_f32_gguf_matches_transformers():
     check_logits_and_greedy(os.path.join(gguf, "llama_f32.gguf"), os.path.join(gguf, "llama_f32.npz"), TOLERANCE)
 
 
-@pytest.mark.parametrize("kind", ["f16", "q8_0", "q4_0", "q4_1"])
+# q4_k_m and q5_k_m: written by llama.cpp's llama-quantize from a 256-wide llama (Q4_K or Q5_K with Q6_K, the
+# mix users download); the others by gguf-py.
+@pytest.mark.parametrize("kind", ["f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m"])
 def test_quantized_gguf_matches_transformers_dequantized(kind):
     gguf = os.path.join(GOLDEN, "gguf")
     check_logits_and_greedy(os.path.join(gguf, f"llama_{kind}.gguf"), os.path.join(gguf, f"llama_{kind}.npz"),
+                            TOLERANCE)
+
+
+# tests/golden/phi3 runs LongRoPE over an original context of 32: its short factors while the served context
+# stays within that (prompts 0-2), its long ones past it (prompt 3, 40 tokens), as transformers picks them.
+def test_phi3_longrope_short_factors_within_the_original_context():
+    path = os.path.join(GOLDEN, "phi3")
+    check_logits_and_greedy(path, os.path.join(path, "golden.npz"), TOLERANCE, prompts=[0, 1, 2], max_model_len=32)
+
+
+def test_phi3_longrope_long_factors_past_the_original_context():
+    path = os.path.join(GOLDEN, "phi3")
+    check_logits_and_greedy(path, os.path.join(path, "golden.npz"), TOLERANCE, prompts=[3], max_model_len=128)
+
+
+@pytest.mark.parametrize("name", ["qwen2", "qwen3", "mistral", "gemma2", "gemma3", "phi3"])
+def test_gguf_of_each_architecture_matches_transformers(name):
+    gguf = os.path.join(GOLDEN, "gguf")
+    check_logits_and_greedy(os.path.join(gguf, f"{name}_q8_0.gguf"), os.path.join(gguf, f"{name}_q8_0.npz"),
                             TOLERANCE)

@@ -1,7 +1,8 @@
-"""Rotary position embeddings (HF's rotate-half layout) with default, linear, llama3 and YaRN scaling.
+"""Rotary position embeddings (HF's rotate-half layout) with default, linear, llama3, YaRN and LongRoPE
+scaling, over the whole head or its first dimensions (partial rotary).
 
-`rope_parameters` gives the inverse frequencies and the attention factor: YaRN scales cos and sin by it (so
-q·k by its square, as transformers and vLLM do); every other kind leaves them at 1.
+`rope_parameters` gives the inverse frequencies and the attention factor: YaRN and LongRoPE scale cos and sin
+by it (so q·k by its square, as transformers and vLLM do); every other kind leaves them at 1.
 """
 
 import math
@@ -29,7 +30,23 @@ def rope_parameters(head_dim: int, theta: float, rope_scaling: dict | None) -> t
         return _llama3_scaling(inv_freq, rope_scaling), 1.0
     if kind == "yarn":
         return _yarn_scaling(inv_freq, head_dim, theta, rope_scaling)
-    raise ValueError(f"unsupported rope_scaling type {kind!r} (supported: default, linear, llama3, yarn)")
+    if kind == "longrope":
+        return _longrope_scaling(inv_freq, rope_scaling)
+    raise ValueError(f"unsupported rope_scaling type {kind!r} (supported: default, linear, llama3, yarn, longrope)")
+
+
+def _longrope_scaling(inv_freq: np.ndarray, s: dict) -> tuple[np.ndarray, float]:
+    """LongRoPE (Phi-3, arXiv 2402.13753): a searched stretch per frequency, one set for contexts within the
+    original length and one beyond it (`long_context`, set from the served context by the config)."""
+    factors = np.asarray(s["long_factor"] if s.get("long_context") else s["short_factor"], np.float32)
+    if factors.shape != inv_freq.shape:
+        raise ValueError(f"longrope factors have {factors.size} values; the rotary dimensions need {inv_freq.size}")
+    factor = float(s["factor"])
+    attention_factor = s.get("attention_factor")
+    if attention_factor is None:
+        original = s["original_max_position_embeddings"]
+        attention_factor = 1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(original))
+    return (inv_freq / factors).astype(np.float32), float(attention_factor)
 
 
 def _llama3_scaling(inv_freq: np.ndarray, s: dict) -> np.ndarray:
@@ -82,13 +99,15 @@ def _mscale(factor: float, mscale: float = 1.0) -> float:
 
 
 def apply_rotary(x, positions, inv_freq, attention_factor: float = 1.0):
-    """x: [T, H, D], positions: [T] -> x rotated by each token's position (and scaled by attention_factor)."""
+    """x: [T, H, D], positions: [T], inv_freq: [R // 2] -> x's first R dimensions rotated by each token's
+    position (and scaled by attention_factor); the other D - R pass through (partial rotary)."""
     freqs = positions.astype(jnp.float32)[:, None] * inv_freq[None, :]
     cos = jnp.cos(freqs)[:, None, :]
     sin = jnp.sin(freqs)[:, None, :]
     if attention_factor != 1.0:
         cos, sin = cos * attention_factor, sin * attention_factor
     x32 = x.astype(jnp.float32)
-    x1, x2 = jnp.split(x32, 2, axis=-1)
-    rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    rotary_dim = 2 * inv_freq.shape[-1]
+    x1, x2 = jnp.split(x32[..., :rotary_dim], 2, axis=-1)
+    rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin, x32[..., rotary_dim:]], axis=-1)
     return rotated.astype(x.dtype)

@@ -19,7 +19,8 @@ from jax_engine.loader.errors import LoadError
 from jax_engine.loader.weights import check_shapes, fuse_layer, stack_layers
 
 GGUF_ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-                      "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+                      "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM", "gemma2": "Gemma2ForCausalLM",
+                      "gemma3": "Gemma3ForCausalLM", "phi3": "Phi3ForCausalLM"}
 SUPPORTED_TYPES = {GGMLQuantizationType[n] for n in (
     "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K")}
 HF_LAYER_NAMES = {
@@ -38,6 +39,19 @@ HF_LAYER_NAMES = {
     "ffn_up.weight": "mlp.up_proj.weight",
     "ffn_down.weight": "mlp.down_proj.weight",
 }
+# Where an architecture's tensors mean something else: Gemma's norms after attention and around the MLP,
+# Phi-3's fused projections (its ffn_up holds gate and up).
+ARCH_LAYER_NAMES = {
+    "gemma": {"post_attention_norm.weight": "post_attention_layernorm.weight",
+              "ffn_norm.weight": "pre_feedforward_layernorm.weight",
+              "post_ffw_norm.weight": "post_feedforward_layernorm.weight"},
+    "phi3": {"attn_qkv.weight": "self_attn.qkv_proj.weight", "ffn_up.weight": "mlp.gate_up_proj.weight"},
+}
+# llama.cpp's Gemma runs (1 + w) as w: its converter adds 1 to every RMSNorm weight.
+GEMMA_NORM_SHIFT = 1.0
+# Which models llama.cpp scales attention by 1/sqrt(hidden / heads) rather than 1/sqrt(head_dim) (the 27Bs,
+# by layer count: GGUF has no query_pre_attn_scalar).
+GEMMA_27B_LAYERS = {"gemma2": 46, "gemma3": 62}
 
 
 # GGUF value types -> struct format (scalars) and numpy dtype (arrays); 8 is string, 9 array.
@@ -181,8 +195,12 @@ def gguf_config(header: GGUFHeader, path: str) -> ModelConfig:
     rope_scaling = None
     if metadata.get(f"{arch}.rope.scaling.type") == "linear":
         rope_scaling = {"rope_type": "linear", "factor": float(get("rope.scaling.factor"))}
+    if arch == "phi3":
+        rope_scaling = _longrope_from_gguf(header, path)
     names = header.tensor_names
-    sliding = metadata.get(f"{arch}.attention.sliding_window")
+    sliding = metadata.get(f"{arch}.attention.sliding_window", 4096 if arch == "gemma2" else None)
+    if arch == "phi3":  # llama.cpp runs Phi-3 without its window: the converters' values are not to be trusted
+        sliding = None
     return ModelConfig(
         architecture=GGUF_ARCHITECTURES[arch],
         vocab_size=vocab,
@@ -200,7 +218,53 @@ def gguf_config(header: GGUFHeader, path: str) -> ModelConfig:
         attention_bias="blk.0.attn_q.bias" in names,
         qk_norm="blk.0.attn_q_norm.weight" in names,
         sliding_window=int(sliding) if sliding else None,
+        **_family_fields(arch, header, path),
     )
+
+
+def _family_fields(arch: str, header: GGUFHeader, path: str) -> dict:
+    """Gemma's and Phi-3's settings as llama.cpp reads them (its defaults where the file says nothing)."""
+    metadata = header.metadata
+    get = lambda key, default=None: metadata.get(f"{arch}.{key}", default)
+    if arch == "phi3":
+        head_dim = int(get("embedding_length")) // int(get("attention.head_count"))
+        return {"partial_rotary_factor": int(get("rope.dimension_count", head_dim)) / head_dim}
+    if arch not in ("gemma2", "gemma3"):
+        return {}
+    num_layers = int(get("block_count"))
+    pattern = get("attention.sliding_window_pattern", 2 if arch == "gemma2" else 6)
+    is_sliding = pattern if isinstance(pattern, list) else [i % pattern < pattern - 1 for i in range(num_layers)]
+    hidden, heads = int(get("embedding_length")), int(get("attention.head_count"))
+    head_dim = int(get("attention.key_length", hidden // heads))
+    capped = arch == "gemma2"
+    return {
+        "layer_types": tuple("sliding_attention" if s else "full_attention" for s in is_sliding),
+        "attn_logit_softcapping": float(get("attn_logit_softcapping", 50.0)) if capped else None,
+        "final_logit_softcapping": _positive(get("final_logit_softcapping", 30.0 if capped else None)),
+        "query_pre_attn_scalar": float(hidden // heads if num_layers == GEMMA_27B_LAYERS[arch] else head_dim),
+        "rope_local_base_freq": float(get("rope.freq_base_swa", 10000.0)) if arch == "gemma3" else None,
+    }
+
+
+def _positive(value) -> float | None:
+    return float(value) if value else None
+
+
+def _longrope_from_gguf(header: GGUFHeader, path: str) -> dict | None:
+    """Phi-3's LongRoPE: factors stored as the tensors rope_factors_{long,short}, the original context and
+    attention factor as rope.scaling metadata."""
+    if "rope_factors_long.weight" not in header.tensor_names:
+        return None
+    metadata = header.metadata
+    context = int(metadata["phi3.context_length"])
+    original = int(metadata.get("phi3.rope.scaling.original_context_length", context))
+    tensors = {t.name: t for t in open_gguf(path).tensors}
+    scaling = {"rope_type": "longrope", "original_max_position_embeddings": original, "factor": context / original,
+               "long_factor": tensor_to_numpy(tensors["rope_factors_long.weight"], path).tolist(),
+               "short_factor": tensor_to_numpy(tensors["rope_factors_short.weight"], path).tolist()}
+    if "phi3.rope.scaling.attn_factor" in metadata:
+        scaling["attention_factor"] = float(metadata["phi3.rope.scaling.attn_factor"])
+    return scaling
 
 
 def tensor_to_numpy(t, path: str) -> np.ndarray:
@@ -222,7 +286,10 @@ def unpermute_rows(w: np.ndarray, num_heads: int) -> np.ndarray:
 
 def load_gguf_weights(cfg: ModelConfig, header: GGUFHeader, path: str) -> dict[str, np.ndarray]:
     tensors = {t.name: t for t in open_gguf(path).tensors}
-    permuted = header.metadata.get("general.architecture") in ("llama", "mistral")
+    arch = header.metadata.get("general.architecture")
+    permuted = arch in ("llama", "mistral")
+    names = {**HF_LAYER_NAMES, **ARCH_LAYER_NAMES.get("gemma" if arch in ("gemma2", "gemma3") else arch, {})}
+    norm_shift = GEMMA_NORM_SHIFT if arch in ("gemma2", "gemma3") else 0.0
     bar = tqdm(total=len(tensors), desc="Loading GGUF", unit="tensor", leave=False)
 
     def get(name: str) -> np.ndarray:
@@ -233,9 +300,11 @@ def load_gguf_weights(cfg: ModelConfig, header: GGUFHeader, path: str) -> dict[s
 
     def layer(i: int) -> dict[str, np.ndarray]:
         hf = {}
-        for gguf_name, hf_name in HF_LAYER_NAMES.items():
+        for gguf_name, hf_name in names.items():
             if f"blk.{i}.{gguf_name}" in tensors:
                 hf[hf_name] = get(f"blk.{i}.{gguf_name}")
+                if norm_shift and gguf_name.endswith("norm.weight"):
+                    hf[hf_name] = hf[hf_name] - norm_shift
         if permuted:
             hf["self_attn.q_proj.weight"] = unpermute_rows(hf["self_attn.q_proj.weight"], cfg.num_attention_heads)
             hf["self_attn.k_proj.weight"] = unpermute_rows(hf["self_attn.k_proj.weight"], cfg.num_key_value_heads)
@@ -247,7 +316,7 @@ def load_gguf_weights(cfg: ModelConfig, header: GGUFHeader, path: str) -> dict[s
         return fuse_layer(cfg, by_name)
 
     with bar:
-        weights = {"embed_tokens": get("token_embd.weight"), "norm": get("output_norm.weight"),
+        weights = {"embed_tokens": get("token_embd.weight"), "norm": get("output_norm.weight") - norm_shift,
                    **stack_layers(cfg, [layer(i) for i in range(cfg.num_hidden_layers)])}
         if not cfg.tie_word_embeddings:
             weights["lm_head"] = get("output.weight").T

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from jax_engine.config import ModelConfig
+from jax_engine.config import GEMMA_ARCHITECTURES, ModelConfig
 from jax_engine.loader.errors import LoadError
 from jax_engine.models.registry import model_param_shapes
 
 
 def fuse_layer(cfg: ModelConfig, get) -> dict[str, np.ndarray]:
     """`get(name)` returns an HF-named layer tensor ("self_attn.q_proj.weight", ...) as [out, in]."""
+    fused = cfg.architecture == "Phi3ForCausalLM"  # its checkpoints store qkv_proj and gate_up_proj
     w = {
         "input_norm": get("input_layernorm.weight"),
-        "qkv_proj": np.concatenate([get(f"self_attn.{p}_proj.weight") for p in "qkv"], axis=0).T,
+        "qkv_proj": (get("self_attn.qkv_proj.weight") if fused else
+                     np.concatenate([get(f"self_attn.{p}_proj.weight") for p in "qkv"], axis=0)).T,
         "o_proj": get("self_attn.o_proj.weight").T,
         "post_attention_norm": get("post_attention_layernorm.weight"),
-        "gate_up_proj": np.concatenate([get("mlp.gate_proj.weight"), get("mlp.up_proj.weight")], axis=0).T,
+        "gate_up_proj": (get("mlp.gate_up_proj.weight") if fused else
+                         np.concatenate([get("mlp.gate_proj.weight"), get("mlp.up_proj.weight")], axis=0)).T,
         "down_proj": get("mlp.down_proj.weight").T,
     }
+    if cfg.architecture in GEMMA_ARCHITECTURES:
+        w["pre_feedforward_norm"] = get("pre_feedforward_layernorm.weight")
+        w["post_feedforward_norm"] = get("post_feedforward_layernorm.weight")
     if cfg.attention_bias:
         w["qkv_bias"] = np.concatenate([get(f"self_attn.{p}_proj.bias") for p in "qkv"], axis=0)
     if cfg.qk_norm:

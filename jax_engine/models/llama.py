@@ -81,7 +81,8 @@ class LlamaForCausalLM(nnx.Module):
         self.layers = ParamDict({k[len("layers."):]: v for k, v in weights.items() if k.startswith("layers.")})
         self.norm = nnx.Param(weights["norm"])
         self.lm_head = ParamDict({k: v for k, v in weights.items() if k.startswith("lm_head")})
-        inv_freq, self.rope_attention_factor = rope_parameters(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+        rotary_dim = int(cfg.head_dim * cfg.partial_rotary_factor)
+        inv_freq, self.rope_attention_factor = rope_parameters(rotary_dim, cfg.rope_theta, cfg.rope_scaling)
         self.inv_freq = np.asarray(inv_freq)
 
     @staticmethod

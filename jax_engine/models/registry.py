@@ -6,13 +6,18 @@ import jax
 import jax.numpy as jnp
 
 from jax_engine.config import SUPPORTED_ARCHITECTURES, ModelConfig
+from jax_engine.models.gemma import GemmaForCausalLM
 from jax_engine.models.llama import LlamaForCausalLM
+from jax_engine.models.phi3 import Phi3ForCausalLM
 
 MODEL_CLASSES: dict[str, type] = {
     "LlamaForCausalLM": LlamaForCausalLM,
     "MistralForCausalLM": LlamaForCausalLM,
     "Qwen2ForCausalLM": LlamaForCausalLM,
     "Qwen3ForCausalLM": LlamaForCausalLM,
+    "Gemma2ForCausalLM": GemmaForCausalLM,
+    "Gemma3ForCausalLM": GemmaForCausalLM,
+    "Phi3ForCausalLM": Phi3ForCausalLM,
 }
 assert set(MODEL_CLASSES) == set(SUPPORTED_ARCHITECTURES)
 

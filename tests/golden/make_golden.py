@@ -19,8 +19,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import math
 import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -145,6 +148,67 @@ HF_MODELS = {
         "rope_theta": 10000.0,
         "sliding_window": 8,
     },
+    # Gemma 2: layer 0 slides over 8 positions, layer 1 is global; soft caps that bind at these logit sizes;
+    # query_pre_attn_scalar unlike head_dim, head_dim unlike hidden / heads; tied, as every Gemma.
+    "gemma2": {
+        **COMMON,
+        "architectures": ["Gemma2ForCausalLM"],
+        "model_type": "gemma2",
+        "hidden_act": "gelu_pytorch_tanh",
+        "hidden_activation": "gelu_pytorch_tanh",
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 32,
+        "query_pre_attn_scalar": 24,
+        "attn_logit_softcapping": 5.0,
+        "final_logit_softcapping": 10.0,
+        "sliding_window": 8,
+        "tie_word_embeddings": True,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+    },
+    # Gemma 3 (text): q/k norms, no soft caps, local layers on their own RoPE base, the global layer's RoPE
+    # linearly scaled (as gemma-3-4b and larger); sliding_window_pattern 2 makes layer 0 local, layer 1 global.
+    "gemma3": {
+        **COMMON,
+        "architectures": ["Gemma3ForCausalLM"],
+        "model_type": "gemma3_text",
+        "hidden_act": "gelu_pytorch_tanh",
+        "hidden_activation": "gelu_pytorch_tanh",
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+        "query_pre_attn_scalar": 48,
+        "attn_logit_softcapping": None,
+        "final_logit_softcapping": None,
+        "sliding_window": 8,
+        "sliding_window_pattern": 2,
+        "tie_word_embeddings": True,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "rope_local_base_freq": 10000.0,
+        "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+    },
+    # Phi-4-mini's shape of Phi-3: partial rotary (12 of 16 dimensions), LongRoPE over an original context
+    # of 32 stretched to 128 (Phi-3's spelling: `type` longrope, original length at the config's top level).
+    "phi3": {
+        **COMMON,
+        "architectures": ["Phi3ForCausalLM"],
+        "model_type": "phi3",
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "partial_rotary_factor": 0.75,
+        "tie_word_embeddings": False,
+        "rope_theta": 10000.0,
+        "max_position_embeddings": 128,
+        "original_max_position_embeddings": 32,
+        "rope_scaling": {
+            "type": "longrope",
+            "short_factor": [1.0, 1.1, 1.25, 1.5, 2.0, 2.5],
+            "long_factor": [1.0, 1.5, 2.5, 4.0, 6.0, 8.0],
+        },
+        "sliding_window": None,
+    },
 }
 # Served with --hf-overrides: its config.json has plain RoPE over 64 positions; its goldens are what transformers
 # computes with this YaRN scaling set over it (4x the context), for prompts that reach past those 64 positions.
@@ -154,7 +218,8 @@ HF_MODELS["llama_yarn"] = {
     "max_position_embeddings": 64,
     "rope_scaling": None,
 }
-PROMPT_LENGTHS_OF = {"llama_yarn": (*PROMPT_LENGTHS, 100)}
+# phi3's 4th prompt passes its original 32 positions: transformers then turns RoPE with the long factors.
+PROMPT_LENGTHS_OF = {"llama_yarn": (*PROMPT_LENGTHS, 100), "phi3": (*PROMPT_LENGTHS, 40)}
 # The GGUF files come from this one: llama3 rope scaling has no GGUF metadata transformers reads back.
 GGUF_SOURCE = {
     **HF_MODELS["llama"],
@@ -162,13 +227,19 @@ GGUF_SOURCE = {
     "max_position_embeddings": 128,
 }
 SHARD_SIZE = {"qwen2": "200KB"}
-SEEDS = {"llama": 1, "llama_linear": 2, "qwen2": 3, "qwen3": 4, "mistral": 5, "gguf/hf": 6, "llama_yarn": 7}
+# Also kept as transformers 5 writes the config (Gemma 3's RoPE per layer type, layer_types spelt out).
+KEEP_TRANSFORMERS_SPELLING = ("gemma3",)
+SEEDS = {"llama": 1, "llama_linear": 2, "qwen2": 3, "qwen3": 4, "mistral": 5, "gguf/hf": 6, "llama_yarn": 7,
+         "gemma2": 8, "gemma3": 9, "phi3": 10, "gguf/kquant_hf": 11}
 GGUF_TYPES = {
     "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
     "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
     "q8_0": (gguf.GGMLQuantizationType.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
     "q4_0": (gguf.GGMLQuantizationType.Q4_0, gguf.LlamaFileType.MOSTLY_Q4_0),
     "q4_1": (gguf.GGMLQuantizationType.Q4_1, gguf.LlamaFileType.MOSTLY_Q4_1),
+    "q5_0": (gguf.GGMLQuantizationType.Q5_0, gguf.LlamaFileType.MOSTLY_Q5_0),
+    "q5_1": (gguf.GGMLQuantizationType.Q5_1, gguf.LlamaFileType.MOSTLY_Q5_1),
+    "bf16": (gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
 }
 
 
@@ -239,15 +310,17 @@ def load_hf(directory: Path, **kwargs) -> torch.nn.Module:
     return model.eval()
 
 
-def build_checkpoint(name: str, config: dict, tokenizer: Tokenizer) -> torch.nn.Module:
-    """Write `tests/golden/<name>/` and return the model reloaded from it."""
-    directory = GOLDEN / name
+def build_checkpoint(name: str, config: dict, tokenizer: Tokenizer, directory: Path | None = None) -> torch.nn.Module:
+    """Write `tests/golden/<name>/` (or `directory`) and return the model reloaded from it."""
+    directory = directory or GOLDEN / name
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     write_json(directory / "config.json", config)
     model = load_hf_from_config(directory)
     randomize(model, SEEDS[name])
     model.save_pretrained(directory, max_shard_size=SHARD_SIZE.get(name, "50MB"))
+    if name in KEEP_TRANSFORMERS_SPELLING:
+        shutil.copy(directory / "config.json", directory / "transformers5_config.json")
     write_json(directory / "config.json", config)  # save_pretrained rewrote it in its own spelling
     save_tokenizer(tokenizer, directory)
     reloaded = load_hf(directory)
@@ -364,7 +437,17 @@ def effective_window(model, length: int = 20) -> int:
 def check_model_specifics(name: str, model) -> None:
     config = HF_MODELS[name]
     theta = config.get("rope_theta") or config["rope_parameters"]["rope_theta"]
-    assert model.config.rope_parameters["rope_theta"] == theta, model.config.rope_parameters
+    rope = model.config.rope_parameters
+    global_rope = rope["full_attention"] if name == "gemma3" else rope
+    assert global_rope["rope_theta"] == theta, rope
+    if name in ("gemma2", "gemma3"):
+        check_gemma(name, model)
+    if name == "phi3":
+        assert rope["rope_type"] == "longrope" and rope["original_max_position_embeddings"] == 32, rope
+        rotary_dim = 2 * model.model.rotary_emb.inv_freq.shape[0]
+        assert rotary_dim == 12, rotary_dim
+        print(f"  phi3: LongRoPE, attention factor {model.model.rotary_emb.attention_scaling:.4f}, "
+              f"rotary dims {rotary_dim} of 16")
     if name == "mistral":
         # Each layer sees `sliding_window` positions, self included, so the layers compose.
         window = effective_window(model)
@@ -386,6 +469,31 @@ def check_model_specifics(name: str, model) -> None:
         scaling = model.model.rotary_emb.attention_scaling
         assert abs(scaling - (0.1 * np.log(4.0) + 1)) < 1e-6, scaling
         print(f"  llama_yarn: YaRN over the checkpoint's plain RoPE, attention factor {scaling:.4f}")
+
+
+@torch.no_grad()
+def check_gemma(name: str, model) -> None:
+    """The layer pattern is as meant, and the soft caps bind (else their goldens would not test them)."""
+    assert model.config.layer_types == ["sliding_attention", "full_attention"], model.config.layer_types
+    if name == "gemma3":
+        assert model.config.rope_parameters["sliding_attention"]["rope_theta"] == 10000.0
+        assert model.config.rope_parameters["full_attention"]["rope_type"] == "linear"
+        return
+    ids = torch.from_numpy(make_prompts(0, (19,))[0].astype(np.int64))[None]
+    capped = model(input_ids=ids).logits
+    caps = model.config.attn_logit_softcapping, model.config.final_logit_softcapping
+    try:
+        model.config.final_logit_softcapping = None
+        assert float((model(input_ids=ids).logits - capped).abs().max()) > 1.0
+        model.config.final_logit_softcapping, model.config.attn_logit_softcapping = caps[1], None
+        for layer in model.model.layers:
+            layer.self_attn.attn_logit_softcapping = None
+        assert float((model(input_ids=ids).logits - capped).abs().max()) > 0.1
+    finally:
+        model.config.attn_logit_softcapping, model.config.final_logit_softcapping = caps
+        for layer in model.model.layers:
+            layer.self_attn.attn_logit_softcapping = caps[0]
+    print(f"  gemma2: both soft caps change the logits (max |logit| {float(capped.abs().max()):.2f}, cap {caps[1]})")
 
 
 # ---------------------------------------------------------------------------------------------------- GGUF
@@ -530,8 +638,7 @@ def check_gguf_tokenizer(path: Path, tokenizer: Tokenizer) -> None:
 
 def build_ggufs(tokenizer: Tokenizer) -> None:
     directory = GOLDEN / "gguf"
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
+    directory.mkdir(exist_ok=True)
     source = build_checkpoint("gguf/hf", GGUF_SOURCE, tokenizer)
     prompts = make_prompts(SEEDS["gguf/hf"])
     hf_arrays = golden_arrays(source, prompts)  # not saved: llama_f32.npz must equal it
@@ -552,6 +659,147 @@ def build_ggufs(tokenizer: Tokenizer) -> None:
             assert all(np.array_equal(arrays[k], hf_arrays[k]) for k in arrays), "f32 GGUF != HF"
         else:
             assert drift > 0, stem
+
+
+# ------------------------------------------------------------------------------------ GGUF of each architecture
+
+# Each tiny checkpoint above as llama.cpp's convert_hf_to_gguf.py writes its architecture: tensor names from
+# gguf-py's own map, the converter's changes (llama/mistral q/k rows permuted, Gemma's norms + 1, Phi-3's
+# LongRoPE factors as tensors), every 2-D tensor Q8_0.
+GGUF_ARCHS = {"qwen2": gguf.MODEL_ARCH.QWEN2, "qwen3": gguf.MODEL_ARCH.QWEN3, "mistral": gguf.MODEL_ARCH.LLAMA,
+              "gemma2": gguf.MODEL_ARCH.GEMMA2, "gemma3": gguf.MODEL_ARCH.GEMMA3, "phi3": gguf.MODEL_ARCH.PHI3}
+
+# Where a checkpoint says what GGUF cannot, its GGUF comes from a variant that needs no such field.
+ARCH_GGUF_SOURCE: dict[str, dict] = {}
+
+
+def arch_gguf_tensors(model, name: str, config: dict) -> dict[str, np.ndarray]:
+    name_map = gguf.get_tensor_name_map(GGUF_ARCHS[name], config["num_hidden_layers"])
+    tensors = {}
+    for hf_name, tensor in model.state_dict().items():
+        if hf_name == "lm_head.weight" and config["tie_word_embeddings"]:
+            continue
+        weight = tensor.detach().numpy().astype(np.float32)
+        gguf_name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        assert gguf_name is not None, hf_name
+        if name.startswith("gemma") and hf_name.endswith("norm.weight"):
+            weight = weight + 1
+        if name == "mistral" and ("q_proj" in hf_name or "k_proj" in hf_name):
+            weight = permute_for_gguf(weight, config["num_attention_heads" if "q_proj" in hf_name
+                                                     else "num_key_value_heads"])
+        tensors[gguf_name] = weight
+    if name == "phi3":
+        for kind in ("long", "short"):
+            tensors[f"rope_factors_{kind}.weight"] = np.array(config["rope_scaling"][f"{kind}_factor"], np.float32)
+    return tensors
+
+
+def add_arch_hparams(writer: gguf.GGUFWriter, name: str, config: dict, file_type: int) -> None:
+    hidden, heads = config["hidden_size"], config["num_attention_heads"]
+    head_dim = config.get("head_dim") or hidden // heads
+    writer.add_name(f"tiny-{name}-golden")
+    writer.add_file_type(file_type)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    writer.add_vocab_size(config["vocab_size"])
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(config["num_key_value_heads"])
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_dimension_count(int(head_dim * config.get("partial_rotary_factor", 1.0)))
+    writer.add_rope_freq_base(config["rope_theta"])
+    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    if config.get("sliding_window"):
+        writer.add_sliding_window(config["sliding_window"])
+    if name == "gemma2":
+        writer.add_attn_logit_softcapping(config["attn_logit_softcapping"])
+        writer.add_final_logit_softcapping(config["final_logit_softcapping"])
+    if name == "gemma3":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(config["rope_scaling"]["factor"])
+    if name == "phi3":
+        original = config["original_max_position_embeddings"]
+        scale = config["max_position_embeddings"] / original
+        writer.add_rope_scaling_orig_ctx_len(original)
+        writer.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(original)))
+
+
+def write_arch_gguf(path: Path, model, name: str, config: dict, tokenizer: Tokenizer) -> None:
+    qtype, file_type = GGUF_TYPES["q8_0"]
+    arch = "mistral" if name == "mistral" else gguf.MODEL_ARCH_NAMES[GGUF_ARCHS[name]]
+    writer = gguf.GGUFWriter(str(path), arch)
+    add_arch_hparams(writer, name, config, file_type)
+    add_vocab(writer, tokenizer)
+    for tensor_name, weight in arch_gguf_tensors(model, name, config).items():
+        data, raw_dtype = encode_tensor(weight, qtype)
+        writer.add_tensor(tensor_name, data, raw_dtype=raw_dtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def build_arch_ggufs(names: list[str], tokenizer: Tokenizer) -> None:
+    """gguf/<name>_q8_0.gguf from tests/golden/<name>/, with transformers' logits for that GGUF file."""
+    directory = GOLDEN / "gguf"
+    for name in names:
+        if name in ARCH_GGUF_SOURCE:
+            config = ARCH_GGUF_SOURCE[name]
+            source = build_checkpoint(name, config, tokenizer, Path(tempfile.mkdtemp()))
+        else:
+            config, source = HF_MODELS[name], load_hf(GOLDEN / name)
+        path = directory / f"{name}_q8_0.gguf"
+        write_arch_gguf(path, source, name, config, tokenizer)
+        model = load_hf(directory, gguf_file=path.name)
+        prompts = make_prompts(SEEDS[name])
+        arrays = golden_arrays(model, prompts)
+        drift = max(float(np.max(np.abs(arrays[f"prefill_logits_{i}"] - prefill_and_greedy(source, p)[0])))
+                    for i, p in enumerate(prompts))
+        print(f"  {name}_q8_0.gguf: max |prefill logits - HF| = {drift:.2e}")
+        assert 0 < drift < 1.0, f"{name}: transformers loads the GGUF as another model"
+        save_golden(directory / f"{name}_q8_0.npz", arrays)
+
+
+# ------------------------------------------------------------------------------------------------ K-quants
+
+# K-quants pack 256 values per block along each row: a llama as wide as that, one layer. gguf-py cannot
+# quantize to K-quants; llama.cpp's llama-quantize does (LLAMA_QUANTIZE=path), as users' files are made.
+KQUANT_SOURCE = {**GGUF_SOURCE, "hidden_size": 256, "intermediate_size": 256, "num_hidden_layers": 1,
+                 "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64}
+KQUANT_FILE_TYPES = {"q4_k_m": ("Q4_K_M", {"Q4_K", "Q6_K"}), "q5_k_m": ("Q5_K_M", {"Q5_K", "Q6_K"})}
+
+
+def llama_quantize(source: Path, target: Path, file_type: str) -> None:
+    tool = os.environ.get("LLAMA_QUANTIZE")
+    assert tool, "set LLAMA_QUANTIZE to llama.cpp's llama-quantize to write the K-quant files"
+    subprocess.run([tool, str(source), str(target), file_type], check=True, capture_output=True)
+
+
+def build_kquant_ggufs(tokenizer: Tokenizer) -> None:
+    directory = GOLDEN / "gguf"
+    scratch = Path(tempfile.mkdtemp())
+    source = build_checkpoint("gguf/kquant_hf", KQUANT_SOURCE, tokenizer, scratch / "hf")
+    f32 = scratch / "llama_f32.gguf"
+    write_gguf(f32, source, KQUANT_SOURCE, tokenizer, "f32")
+    prompts = make_prompts(SEEDS["gguf/kquant_hf"])
+    hf_prefill = [prefill_and_greedy(source, prompt)[0] for prompt in prompts]
+    for stem, (file_type, expected_types) in KQUANT_FILE_TYPES.items():
+        path = directory / f"llama_{stem}.gguf"
+        llama_quantize(f32, path, file_type)
+        types = {t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors if len(t.shape) > 1}
+        assert types == expected_types, types
+        check_dequantizers_agree(path)
+        check_gguf_tokenizer(path, tokenizer)
+        model = load_hf(directory, gguf_file=path.name)
+        arrays = golden_arrays(model, prompts)
+        drift = max(float(np.max(np.abs(arrays[f"prefill_logits_{i}"] - hf_prefill[i]))) for i in range(len(prompts)))
+        print(f"  llama_{stem}.gguf ({', '.join(sorted(types))}): max |prefill logits - HF| = {drift:.2e}")
+        assert 0 < drift < 2.0, stem
+        save_golden(directory / f"llama_{stem}.npz", arrays)
+    shutil.rmtree(scratch)
 
 
 # ------------------------------------------------------------------------------------------------ SmolLM2
@@ -674,7 +922,7 @@ def build_smollm2() -> None:
 
 
 def main(only: list[str]) -> None:
-    """Everything, or only the tiny HF checkpoints named."""
+    """Everything, or only the tiny HF checkpoints and steps (gguf, gguf_archs, gguf_kquants, smollm2) named."""
     torch.manual_seed(0)
     torch.set_num_threads(2)
     tokenizer = train_tokenizer()
@@ -688,12 +936,12 @@ def main(only: list[str]) -> None:
         check_model_specifics(name, model)
         prompts = make_prompts(SEEDS[name], PROMPT_LENGTHS_OF.get(name, PROMPT_LENGTHS))
         save_golden(GOLDEN / name / "golden.npz", golden_arrays(model, prompts))
-    if only:
-        return
-    print("gguf")
-    build_ggufs(tokenizer)
-    print("smollm2")
-    build_smollm2()
+    steps = {"gguf": lambda: build_ggufs(tokenizer), "gguf_archs": lambda: build_arch_ggufs(list(GGUF_ARCHS), tokenizer),
+             "gguf_kquants": lambda: build_kquant_ggufs(tokenizer), "smollm2": build_smollm2}
+    for step, build in steps.items():
+        if not only or step in only:
+            print(step)
+            build()
 
 
 if __name__ == "__main__":
