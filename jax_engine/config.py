@@ -71,7 +71,7 @@ class ModelConfig:
             if arch == "Qwen2ForCausalLM" and not d.get("use_sliding_window", False):
                 sliding = None
             rope_params = d.get("rope_parameters") or {}
-            local_rope = {}
+            local_rope: dict = {}
             if "full_attention" in rope_params:  # transformers 5 spells Gemma 3's two RoPEs per layer type
                 rope_params, local_rope = rope_params["full_attention"], rope_params.get("sliding_attention") or {}
             max_positions = int(d.get("max_position_embeddings", 2048))
@@ -94,7 +94,7 @@ class ModelConfig:
                 attention_bias=arch == "Qwen2ForCausalLM" or bool(d.get("attention_bias", False)),
                 qk_norm=arch in ("Qwen3ForCausalLM", "Gemma3ForCausalLM"),
                 sliding_window=int(sliding) if sliding else None,
-                **_family_fields(arch, d, local_rope),
+                **_family_fields(arch, d, rope_params, local_rope),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"{source}: invalid or missing field: {e}") from None
@@ -174,10 +174,11 @@ def normalized_rope_scaling(scaling: dict | None, max_position_embeddings: int,
     return scaling
 
 
-def _family_fields(arch: str, d: dict, local_rope: dict) -> dict:
+def _family_fields(arch: str, d: dict, rope_params: dict, local_rope: dict) -> dict:
     """The config.json fields only Gemma 2/3 and Phi-3 read."""
     if arch == "Phi3ForCausalLM":
-        return {"partial_rotary_factor": float(d.get("partial_rotary_factor") or 1.0)}
+        factor = d.get("partial_rotary_factor") or rope_params.get("partial_rotary_factor") or 1.0
+        return {"partial_rotary_factor": float(factor)}
     if arch not in GEMMA_ARCHITECTURES:
         return {}
     num_layers = int(d["num_hidden_layers"])

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -227,6 +227,8 @@ GGUF_SOURCE = {
     "max_position_embeddings": 128,
 }
 SHARD_SIZE = {"qwen2": "200KB"}
+# Their goldens also hold a chat turn (tests/test_gateway_model_families.py serves them).
+CHAT_GOLDENS = ("gemma2", "gemma3", "phi3")
 # Also kept as transformers 5 writes the config (Gemma 3's RoPE per layer type, layer_types spelt out).
 KEEP_TRANSFORMERS_SPELLING = ("gemma3",)
 SEEDS = {"llama": 1, "llama_linear": 2, "qwen2": 3, "qwen3": 4, "mistral": 5, "gguf/hf": 6, "llama_yarn": 7,
@@ -399,6 +401,23 @@ def golden_arrays(model, prompts: list[np.ndarray]) -> dict[str, np.ndarray]:
         arrays[f"greedy_tokens_{i}"] = tokens
         arrays[f"decode_logits_{i}"] = decode
     return arrays
+
+
+CHAT_MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def chat_golden_arrays(model, directory: Path) -> dict[str, np.ndarray]:
+    """The checkpoint's chat template over CHAT_MESSAGES and the 8 greedy tokens after it, as text too (for the
+    tests that chat with a server on the checkpoint)."""
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    prompt = tokenizer.apply_chat_template(CHAT_MESSAGES, tokenize=False, add_generation_prompt=True)
+    ids = np.array(tokenizer.encode(prompt, add_special_tokens=False), dtype=np.int32)
+    _, tokens, decode = prefill_and_greedy(model, ids)
+    top2 = np.sort(decode, axis=-1)[:, -2:]
+    assert float(np.min(top2[:, 1] - top2[:, 0])) > 1e-3, "a greedy choice too close to call"
+    text = tokenizer.decode(tokens.tolist(), skip_special_tokens=False)
+    return {"chat_messages": np.array(json.dumps(CHAT_MESSAGES)), "chat_prompt": ids, "chat_greedy_tokens": tokens,
+            "chat_greedy_text": np.array(text)}
 
 
 def greedy_margin(arrays: dict[str, np.ndarray]) -> float:
@@ -935,9 +954,14 @@ def main(only: list[str]) -> None:
             model = load_hf_with_overrides(GOLDEN / name, YARN_OVERRIDES)
         check_model_specifics(name, model)
         prompts = make_prompts(SEEDS[name], PROMPT_LENGTHS_OF.get(name, PROMPT_LENGTHS))
-        save_golden(GOLDEN / name / "golden.npz", golden_arrays(model, prompts))
-    steps = {"gguf": lambda: build_ggufs(tokenizer), "gguf_archs": lambda: build_arch_ggufs(list(GGUF_ARCHS), tokenizer),
-             "gguf_kquants": lambda: build_kquant_ggufs(tokenizer), "smollm2": build_smollm2}
+        arrays = golden_arrays(model, prompts)
+        if name in CHAT_GOLDENS:
+            arrays.update(chat_golden_arrays(model, GOLDEN / name))
+        save_golden(GOLDEN / name / "golden.npz", arrays)
+    steps = {"gguf": lambda: build_ggufs(tokenizer),
+             "gguf_archs": lambda: build_arch_ggufs(list(GGUF_ARCHS), tokenizer),
+             "gguf_kquants": lambda: build_kquant_ggufs(tokenizer),
+             "smollm2": build_smollm2}
     for step, build in steps.items():
         if not only or step in only:
             print(step)
