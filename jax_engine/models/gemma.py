@@ -48,14 +48,15 @@ class GemmaForCausalLM(nnx.Module):
         self.norm = nnx.Param(weights["norm"])
         self.lm_head = ParamDict({k: v for k, v in weights.items() if k.startswith("lm_head")})
         layer_types = cfg.layer_types or ("full_attention",) * cfg.num_hidden_layers
-        self.sliding = np.array([t == "sliding_attention" for t in layer_types]) & (cfg.sliding_window is not None)
+        # tuples, not arrays: they decide what is traced, so they must stay static
+        self.sliding = tuple(t == "sliding_attention" and cfg.sliding_window is not None for t in layer_types)
         global_rope = rope_parameters(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
         local_rope = global_rope
         if cfg.rope_local_base_freq is not None:
             local_rope = rope_parameters(cfg.head_dim, cfg.rope_local_base_freq, None)
         ropes = [local_rope if sliding else global_rope for sliding in self.sliding]
         self.inv_freq = np.stack([inv_freq for inv_freq, _ in ropes])  # [L, head_dim // 2]
-        self.rope_attention_factor = np.array([factor for _, factor in ropes], np.float32)  # [L]
+        self.rope_attention_factor = tuple(factor for _, factor in ropes)
 
     @staticmethod
     def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -81,7 +82,7 @@ class GemmaForCausalLM(nnx.Module):
             return (h, k_cache, v_cache), None
 
         xs = (self.layers.as_dict(), jnp.arange(cfg.num_hidden_layers, dtype=jnp.int32), jnp.asarray(self.inv_freq),
-              jnp.asarray(self.rope_attention_factor), jnp.asarray(self.sliding))
+              jnp.asarray(self.rope_attention_factor, jnp.float32), jnp.asarray(self.sliding))
         (h, k_cache, v_cache), _ = jax.lax.scan(layer, (h, k_cache, v_cache), xs)
         return gemma_norm(h, self.norm[...], eps), k_cache, v_cache
 
@@ -117,9 +118,9 @@ class GemmaForCausalLM(nnx.Module):
 
         # The kernels take the window as a static argument: a model with both kinds of layer compiles both
         # and each layer of the scan runs its own.
-        if self.sliding.all():
+        if all(self.sliding):
             o = attend(cfg.sliding_window)
-        elif not self.sliding.any():
+        elif not any(self.sliding):
             o = attend(None)
         else:
             o = jax.lax.cond(sliding, lambda: attend(cfg.sliding_window), lambda: attend(None))
@@ -128,7 +129,7 @@ class GemmaForCausalLM(nnx.Module):
 
     def _rotate(self, x, positions, inv_freq, rope_factor):
         x = apply_rotary(x, positions, inv_freq)
-        return x if np.all(self.rope_attention_factor == 1) else x * rope_factor.astype(x.dtype)
+        return x if all(f == 1 for f in self.rope_attention_factor) else x * rope_factor.astype(x.dtype)
 
     def _mlp(self, x, w):
         gate, up = jnp.split(linear(x, w["gate_up_proj"], batch_invariant=self.batch_invariant), 2, axis=-1)
