@@ -161,7 +161,7 @@ HF_MODELS = {
         "head_dim": 32,
         "query_pre_attn_scalar": 24,
         "attn_logit_softcapping": 5.0,
-        "final_logit_softcapping": 10.0,
+        "final_logit_softcapping": 30.0,
         "sliding_window": 8,
         "tie_word_embeddings": True,
         "rms_norm_eps": 1e-6,
@@ -198,6 +198,7 @@ HF_MODELS = {
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
         "partial_rotary_factor": 0.75,
+        "pad_token_id": 2,
         "tie_word_embeddings": False,
         "rope_theta": 10000.0,
         "max_position_embeddings": 128,
@@ -688,8 +689,22 @@ def build_ggufs(tokenizer: Tokenizer) -> None:
 GGUF_ARCHS = {"qwen2": gguf.MODEL_ARCH.QWEN2, "qwen3": gguf.MODEL_ARCH.QWEN3, "mistral": gguf.MODEL_ARCH.LLAMA,
               "gemma2": gguf.MODEL_ARCH.GEMMA2, "gemma3": gguf.MODEL_ARCH.GEMMA3, "phi3": gguf.MODEL_ARCH.PHI3}
 
-# Where a checkpoint says what GGUF cannot, its GGUF comes from a variant that needs no such field.
-ARCH_GGUF_SOURCE: dict[str, dict] = {}
+# Where transformers' GGUF loading reads less than llama.cpp writes, the GGUF comes from a variant of the
+# checkpoint whose values are the ones transformers then assumes (its config classes' defaults).
+ARCH_GGUF_SOURCE = {
+    # no attention.key_length read for qwen3: Qwen3Config's head_dim 128
+    "qwen3": {**HF_MODELS["qwen3"], "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 128},
+    # neither reads a sliding window from a mistral GGUF (llama.cpp runs Mistral without one)
+    "mistral": {**HF_MODELS["mistral"], "sliding_window": None},
+    # no query_pre_attn_scalar in GGUF (llama.cpp scales by head_dim), transformers' default 256; its soft caps
+    # are Gemma2Config's defaults, its layer pattern the default one, gemma3's global RoPE unscaled
+    "gemma2": {**HF_MODELS["gemma2"], "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 256,
+               "query_pre_attn_scalar": 256, "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0},
+    "gemma3": {**HF_MODELS["gemma3"], "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 256,
+               "query_pre_attn_scalar": 256, "sliding_window_pattern": 6, "rope_scaling": None},
+    # no LongRoPE nor partial rotary read from a phi3 GGUF
+    "phi3": {**HF_MODELS["phi3"], "rope_scaling": None, "partial_rotary_factor": 1.0},
+}
 
 
 def arch_gguf_tensors(model, name: str, config: dict) -> dict[str, np.ndarray]:
@@ -707,7 +722,7 @@ def arch_gguf_tensors(model, name: str, config: dict) -> dict[str, np.ndarray]:
             weight = permute_for_gguf(weight, config["num_attention_heads" if "q_proj" in hf_name
                                                      else "num_key_value_heads"])
         tensors[gguf_name] = weight
-    if name == "phi3":
+    if name == "phi3" and config["rope_scaling"]:
         for kind in ("long", "short"):
             tensors[f"rope_factors_{kind}.weight"] = np.array(config["rope_scaling"][f"{kind}_factor"], np.float32)
     return tensors
@@ -736,10 +751,10 @@ def add_arch_hparams(writer: gguf.GGUFWriter, name: str, config: dict, file_type
     if name == "gemma2":
         writer.add_attn_logit_softcapping(config["attn_logit_softcapping"])
         writer.add_final_logit_softcapping(config["final_logit_softcapping"])
-    if name == "gemma3":
+    if name == "gemma3" and config["rope_scaling"]:
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(config["rope_scaling"]["factor"])
-    if name == "phi3":
+    if name == "phi3" and config["rope_scaling"]:
         original = config["original_max_position_embeddings"]
         scale = config["max_position_embeddings"] / original
         writer.add_rope_scaling_orig_ctx_len(original)
