@@ -37,6 +37,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 GOLDEN = Path(__file__).resolve().parent
 VOCAB_SIZE = 320
 PROMPT_LENGTHS = (5, 11, 19)
+GGUF_PROMPT_LENGTHS = (11,)  # the GGUF files of each architecture and the K-quants: one prompt, few compiles
 DECODE_STEPS = 8
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 BOS_TOKEN, EOS_TOKEN = "<|im_start|>", "<|im_end|>"
@@ -156,8 +157,9 @@ HF_MODELS = {
         "model_type": "gemma2",
         "hidden_act": "gelu_pytorch_tanh",
         "hidden_activation": "gelu_pytorch_tanh",
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
+        "intermediate_size": 64,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
         "head_dim": 32,
         "query_pre_attn_scalar": 24,
         "attn_logit_softcapping": 5.0,
@@ -175,7 +177,8 @@ HF_MODELS = {
         "model_type": "gemma3_text",
         "hidden_act": "gelu_pytorch_tanh",
         "hidden_activation": "gelu_pytorch_tanh",
-        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "num_attention_heads": 2,
         "num_key_value_heads": 1,
         "head_dim": 32,
         "query_pre_attn_scalar": 48,
@@ -195,6 +198,7 @@ HF_MODELS = {
         **COMMON,
         "architectures": ["Phi3ForCausalLM"],
         "model_type": "phi3",
+        "intermediate_size": 64,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
         "partial_rotary_factor": 0.75,
@@ -404,7 +408,7 @@ def golden_arrays(model, prompts: list[np.ndarray]) -> dict[str, np.ndarray]:
     return arrays
 
 
-CHAT_MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+CHAT_MESSAGES = [{"role": "user", "content": "Hi!"}]  # short: phi3 serves it within its original 32 positions
 
 
 def chat_golden_arrays(model, directory: Path) -> dict[str, np.ndarray]:
@@ -699,9 +703,9 @@ ARCH_GGUF_SOURCE = {
     "mistral": {**HF_MODELS["mistral"], "sliding_window": None},
     # no query_pre_attn_scalar in GGUF (llama.cpp scales by head_dim), transformers' default 256; its soft caps
     # are Gemma2Config's defaults, its layer pattern the default one, gemma3's global RoPE unscaled
-    "gemma2": {**HF_MODELS["gemma2"], "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 256,
+    "gemma2": {**HF_MODELS["gemma2"], "num_attention_heads": 1, "num_key_value_heads": 1, "head_dim": 256,
                "query_pre_attn_scalar": 256, "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0},
-    "gemma3": {**HF_MODELS["gemma3"], "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 256,
+    "gemma3": {**HF_MODELS["gemma3"], "num_attention_heads": 1, "num_key_value_heads": 1, "head_dim": 256,
                "query_pre_attn_scalar": 256, "sliding_window_pattern": 6, "rope_scaling": None},
     # no LongRoPE nor partial rotary read from a phi3 GGUF
     "phi3": {**HF_MODELS["phi3"], "rope_scaling": None, "partial_rotary_factor": 1.0},
@@ -788,7 +792,7 @@ def build_arch_ggufs(names: list[str], tokenizer: Tokenizer) -> None:
         path = directory / f"{name}_q8_0.gguf"
         write_arch_gguf(path, source, name, config, tokenizer)
         model = load_hf(directory, gguf_file=path.name)
-        prompts = make_prompts(SEEDS[name])
+        prompts = make_prompts(SEEDS[name], GGUF_PROMPT_LENGTHS)
         arrays = golden_arrays(model, prompts)
         hf_prefill = [prefill_and_greedy(source, prompt)[0] for prompt in prompts]
         relative = relative_drift([arrays[f"prefill_logits_{i}"] for i in range(len(prompts))], hf_prefill)
@@ -824,7 +828,7 @@ def build_kquant_ggufs(tokenizer: Tokenizer) -> None:
     source = build_checkpoint("gguf/kquant_hf", KQUANT_SOURCE, tokenizer, scratch / "hf")
     f32 = scratch / "llama_f32.gguf"
     write_gguf(f32, source, KQUANT_SOURCE, tokenizer, "f32")
-    prompts = make_prompts(SEEDS["gguf/kquant_hf"])
+    prompts = make_prompts(SEEDS["gguf/kquant_hf"], GGUF_PROMPT_LENGTHS)
     hf_prefill = [prefill_and_greedy(source, prompt)[0] for prompt in prompts]
     for stem, (file_type, expected_types) in KQUANT_FILE_TYPES.items():
         path = directory / f"llama_{stem}.gguf"
