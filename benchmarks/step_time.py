@@ -25,62 +25,50 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jax_engine.config import EngineConfig  # noqa: E402
 from jax_engine.llm_engine import LLMEngine  # noqa: E402
-from jax_engine.model_runner import PREFILL_BLOCK_Q  # noqa: E402
-from jax_engine.models.llama import AttentionMetadata  # noqa: E402
+from jax_engine.scheduler import ScheduledRequest, SchedulerOutput  # noqa: E402
 
 
-def block_tables(runner, num_seqs: int, num_pages: int, num_blocks: int) -> np.ndarray:
-    pages = np.arange(num_seqs * num_pages, dtype=np.int32) % num_blocks
-    table = np.zeros((num_seqs, runner.block_table_width), np.int32)
-    table[:, :num_pages] = pages.reshape(num_seqs, num_pages)
-    return table
+class FakeRequest:
+    """What prepare_inputs reads of a request: its cached tokens, block table and token ids."""
+
+    def __init__(self, num_computed_tokens: int, block_table: list[int]):
+        self.num_computed_tokens = num_computed_tokens
+        self.block_table = block_table
+
+    def token_slice(self, first: int, end: int) -> list[int]:
+        return [1] * (end - first)
 
 
-def timed(runner, step, token_ids, positions, md, logits_indices, repeats: int) -> float:
+def pages(num_seqs: int, num_pages: int, num_blocks: int) -> list[list[int]]:
+    ids = np.arange(num_seqs * num_pages) % num_blocks
+    return ids.reshape(num_seqs, num_pages).tolist()
+
+
+def step_seconds(runner, scheduled: list[tuple[FakeRequest, int]], repeats: int) -> float:
+    """Median wall time of the compiled step the engine would run for these (request, new tokens)."""
+    out = SchedulerOutput([ScheduledRequest(req, n) for req, n in scheduled])
+    batch = runner.prepare_inputs(out)
+    step = runner._compiled_steps.get((len(batch.token_ids), batch.md.block_q), runner._forward)
     times = []
     for _ in range(repeats + 1):
         t0 = time.perf_counter()
-        out = step(runner.state, runner.k_cache, runner.v_cache, token_ids, positions, md, logits_indices)
-        jax.block_until_ready(out[0])
-        runner.k_cache, runner.v_cache = out[2], out[3]
+        logits, _, runner.k_cache, runner.v_cache = step(runner.state, runner.k_cache, runner.v_cache,
+                                                         batch.token_ids, batch.positions, batch.md,
+                                                         batch.logits_indices)
+        jax.block_until_ready(logits)
         times.append(time.perf_counter() - t0)
     return statistics.median(times[1:])
 
 
-def compiled(runner, num_tokens: int, block_q: int):
-    return runner._compiled_steps.get((num_tokens, block_q), runner._forward)
-
-
 def decode_ms(runner, num_blocks: int, batch: int, context: int, repeats: int) -> float:
-    bs = runner.block_size
-    num_pages = context // bs + 1
-    table = block_tables(runner, batch, num_pages, num_blocks)
-    positions = np.full(batch, context, np.int32)
-    slots = table[:, context // bs] * bs + context % bs
-    md = AttentionMetadata(slots.astype(np.int32), table, np.full(batch, context + 1, np.int32),
-                           np.arange(batch + 1, dtype=np.int32), block_q=runner.decode_block_q)
-    step = compiled(runner, batch, runner.decode_block_q)
-    return 1e3 * timed(runner, step, np.ones(batch, np.int32), positions, md, np.arange(batch, dtype=np.int32),
-                       repeats)
+    tables = pages(batch, context // runner.block_size + 1, num_blocks)
+    return 1e3 * step_seconds(runner, [(FakeRequest(context, t), 1) for t in tables], repeats)
 
 
 def prefill_tokens_per_s(runner, num_blocks: int, context: int, chunk: int, repeats: int) -> float:
-    bs = runner.block_size
-    table = block_tables(runner, 1, -(-context // bs), num_blocks)
-    total = 0.0
-    for start in range(0, context, chunk):
-        n = min(chunk, context - start)
-        num_tokens = next(t for t in runner.token_buckets if t >= n)
-        pos = np.arange(start, start + n, dtype=np.int32)
-        positions = np.zeros(num_tokens, np.int32)
-        positions[:n] = pos
-        slots = np.full(num_tokens, -1, np.int32)
-        slots[:n] = table[0, pos // bs] * bs + pos % bs
-        md = AttentionMetadata(slots, table, np.array([start + n], np.int32), np.array([0, n], np.int32),
-                               block_q=PREFILL_BLOCK_Q)
-        step = compiled(runner, num_tokens, PREFILL_BLOCK_Q)
-        total += timed(runner, step, np.ones(num_tokens, np.int32), positions, md, np.array([n - 1], np.int32),
-                       repeats)
+    table = pages(1, -(-context // runner.block_size), num_blocks)[0]
+    total = sum(step_seconds(runner, [(FakeRequest(start, table), min(chunk, context - start))], repeats)
+                for start in range(0, context, chunk))
     return context / total
 
 
