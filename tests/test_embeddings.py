@@ -1,0 +1,136 @@
+"""The pooling runner (--task embed) against HF transformers: hidden states of tests/golden/qwen3_embed pooled
+sentence-transformers' way in tests/golden/make_golden_embeddings.py (embeddings.npz)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from jax_engine.config import ConfigError
+from jax_engine.errors import ContextLengthExceeded, RequestField, RequestValidationError
+from jax_engine.loader import load_checkpoint
+from jax_engine.pooler import PoolerConfig
+from jax_engine.pooling_params import PoolingParams
+from jax_engine.sampling_params import SamplingParams
+from tests.engine_utils import engine_for
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+EMBED = os.path.join(GOLDEN, "qwen3_embed")  # Qwen3Model, tensors without "model.", is_matryoshka
+CAUSAL = os.path.join(GOLDEN, "qwen3")  # the same weights as Qwen3ForCausalLM
+COSINE = 0.9999
+ATOL = 1e-5
+GOLDEN_EMBEDDINGS = np.load(os.path.join(EMBED, "embeddings.npz"))
+INDICES = [i for i in range(10) if f"input_ids_{i}" in GOLDEN_EMBEDDINGS]
+INPUTS = [GOLDEN_EMBEDDINGS[f"input_ids_{i}"].tolist() for i in INDICES]
+
+
+def golden(kind: str) -> list[np.ndarray]:
+    return [GOLDEN_EMBEDDINGS[f"{kind}_{i}"] for i in INDICES]
+
+
+def embed(engine, prompts: list[list[int]], params: PoolingParams | None = None) -> list[np.ndarray]:
+    """Every prompt admitted at once, so the scheduler batches them; each output is final and has its embedding."""
+    for i, prompt in enumerate(prompts):
+        engine.add_request(f"e{i}", prompt, params or PoolingParams())
+    results = {}
+    while engine.has_unfinished_requests():
+        for out in engine.step():
+            assert out.finished and out.finish_reason == "stop" and out.embedding is not None
+            assert out.new_token_ids == [] and out.num_prompt_tokens == len(prompts[int(out.request_id[1:])])
+            results[out.request_id] = out.embedding
+    return [results[f"e{i}"] for i in range(len(prompts))]
+
+
+def assert_embeddings_match(actual: list[np.ndarray], expected: list[np.ndarray]) -> None:
+    for a, e in zip(actual, expected, strict=True):
+        assert a.dtype == np.float32 and a.shape == e.shape
+        cosine = float(a @ e / (np.linalg.norm(a) * np.linalg.norm(e)))
+        assert cosine > COSINE, cosine
+        np.testing.assert_allclose(a, e, atol=ATOL, rtol=0)
+
+
+def test_tokenizer_appends_what_the_post_processor_appends():
+    tokenizer = load_checkpoint(EMBED, with_weights=False).tokenizer
+    for i in INDICES:
+        assert tokenizer.encode(str(GOLDEN_EMBEDDINGS[f"text_{i}"])) == GOLDEN_EMBEDDINGS[f"input_ids_{i}"].tolist()
+
+
+@pytest.mark.parametrize(("pooling_type", "kind", "max_num_batched_tokens"),
+                         [("LAST", "last", 128), ("LAST", "last", 16), ("MEAN", "mean", 16)])
+def test_pooling_matches_transformers(pooling_type, kind, max_num_batched_tokens):
+    """16-token steps cut the longest input into several prefill chunks, pooled across them."""
+    assert max(map(len, INPUTS)) > 2 * 16
+    engine = engine_for(EMBED, task="embed", pooler_config={"pooling_type": pooling_type},
+                        max_num_batched_tokens=max_num_batched_tokens)
+    assert_embeddings_match(embed(engine, INPUTS), golden(kind))
+    assert engine.block_manager.num_free_blocks == engine.block_manager.num_blocks  # no KV kept
+
+
+def test_unnormalized_last_token_is_the_last_hidden_state():
+    engine = engine_for(EMBED, task="embed", pooler_config={"pooling_type": "LAST", "normalize": False})
+    assert_embeddings_match(embed(engine, INPUTS), golden("last_raw"))
+
+
+def test_matryoshka_dimensions_truncate_before_normalizing():
+    engine = engine_for(EMBED, task="embed")
+    assert_embeddings_match(embed(engine, INPUTS, PoolingParams(dimensions=16)), golden("last_dim16"))
+
+
+def test_a_causal_lm_checkpoint_embeds_as_its_base_model():
+    """qwen3 (Qwen3ForCausalLM, "model."-prefixed tensors) holds qwen3_embed's weights."""
+    engine = engine_for(CAUSAL, task="embed")
+    assert_embeddings_match(embed(engine, INPUTS), golden("last"))
+
+
+def test_preempted_requests_start_their_pooling_over():
+    """Six KV blocks for inputs that need more at once: the scheduler preempts, and the recompute's chunks must
+    not add to what the dropped ones pooled."""
+    engine = engine_for(EMBED, task="embed", pooler_config={"pooling_type": "MEAN"}, max_num_batched_tokens=16,
+                        kv_cache_memory=6 * 16384 / 2**30)
+    assert engine.block_manager.num_blocks == 6
+    assert_embeddings_match(embed(engine, INPUTS), golden("mean"))
+    assert engine.scheduler.num_preemptions > 0
+
+
+def test_last_token_pooling_reuses_the_prefix_cache_and_mean_turns_it_off():
+    engine = engine_for(EMBED, task="embed")
+    longest = max(INPUTS, key=len)
+    first = embed(engine, [longest])
+    engine.add_request("again", longest, PoolingParams())
+    (out,) = [o for o in engine.step()]
+    assert out.num_cached_tokens == (len(longest) - 1) // 16 * 16 > 0
+    np.testing.assert_allclose(out.embedding, first[0], atol=ATOL, rtol=0)
+    mean = engine_for(EMBED, task="embed", pooler_config={"pooling_type": "MEAN"})
+    assert not mean.block_manager.enable_prefix_caching
+
+
+def test_the_engine_refuses_what_its_task_cannot_serve():
+    engine = engine_for(EMBED, task="embed", max_model_len=32)
+    with pytest.raises(RequestValidationError) as e:
+        engine.validate([5, 6], SamplingParams())
+    assert e.value.field is RequestField.TASK
+    engine.validate([5] * 32, PoolingParams())  # the whole context is the prompt's: nothing is generated
+    with pytest.raises(ContextLengthExceeded):
+        engine.validate([5] * 33, PoolingParams())
+    for dimensions in (0, 65):
+        with pytest.raises(RequestValidationError) as e:
+            engine.validate([5], PoolingParams(dimensions=dimensions))
+        assert e.value.field is RequestField.DIMENSIONS
+    not_matryoshka = engine_for(CAUSAL, task="embed")
+    with pytest.raises(RequestValidationError, match="Matryoshka") as e:
+        not_matryoshka.validate([5], PoolingParams(dimensions=16))
+    assert e.value.field is RequestField.DIMENSIONS
+    with pytest.raises(RequestValidationError) as e:
+        engine_for(CAUSAL).validate([5], PoolingParams())
+    assert e.value.field is RequestField.TASK
+
+
+def test_a_headless_model_cannot_generate_and_pooler_config_is_checked():
+    with pytest.raises(ConfigError, match="no LM head"):
+        engine_for(EMBED)
+    with pytest.raises(ConfigError, match="pooling_type 'CLS'"):
+        PoolerConfig.from_dict({"pooling_type": "CLS"})
+    with pytest.raises(ConfigError, match="unknown key"):
+        PoolerConfig.from_dict({"pooling": "MEAN"})
+    with pytest.raises(ConfigError, match="--task embed only"):
+        engine_for(CAUSAL, pooler_config={"pooling_type": "MEAN"})
