@@ -29,16 +29,21 @@ def golden(kind: str) -> list[np.ndarray]:
 
 
 def embed(engine, prompts: list[list[int]], params: PoolingParams | None = None) -> list[np.ndarray]:
-    """Every prompt admitted at once, so the scheduler batches them; each output is final and has its embedding."""
+    """Every prompt admitted at once, so the scheduler batches them."""
     for i, prompt in enumerate(prompts):
-        engine.add_request(f"e{i}", prompt, params or PoolingParams())
+        engine.add_request(f"e{i:03d}", prompt, params or PoolingParams())
+    return embed_pending(engine)
+
+
+def embed_pending(engine) -> list[np.ndarray]:
+    """Step until done; each output is final and has its embedding. In request id order."""
     results = {}
     while engine.has_unfinished_requests():
         for out in engine.step():
             assert out.finished and out.finish_reason == "stop" and out.embedding is not None
-            assert out.new_token_ids == [] and out.num_prompt_tokens == len(prompts[int(out.request_id[1:])])
+            assert out.new_token_ids == [] and out.num_output_tokens == 0
             results[out.request_id] = out.embedding
-    return [results[f"e{i}"] for i in range(len(prompts))]
+    return [results[key] for key in sorted(results)]
 
 
 def assert_embeddings_match(actual: list[np.ndarray], expected: list[np.ndarray]) -> None:
@@ -82,14 +87,18 @@ def test_a_causal_lm_checkpoint_embeds_as_its_base_model():
     assert_embeddings_match(embed(engine, INPUTS), golden("last"))
 
 
-def test_preempted_requests_start_their_pooling_over():
-    """Six KV blocks for inputs that need more at once: the scheduler preempts, and the recompute's chunks must
-    not add to what the dropped ones pooled."""
-    engine = engine_for(EMBED, task="embed", pooler_config={"pooling_type": "MEAN"}, max_num_batched_tokens=16,
-                        kv_cache_memory=6 * 16384 / 2**30)
-    assert engine.block_manager.num_blocks == 6
-    assert_embeddings_match(embed(engine, INPUTS), golden("mean"))
-    assert engine.scheduler.num_preemptions > 0
+def test_a_preempted_request_starts_its_pooling_over():
+    """Preemption drops a request's KV and recomputes it from position 0: what the dropped chunks pooled must
+    not count twice."""
+    engine = engine_for(EMBED, task="embed", pooler_config={"pooling_type": "MEAN"}, max_num_batched_tokens=16)
+    longest = max(INDICES, key=lambda i: len(INPUTS[i]))
+    engine.add_request("long", INPUTS[longest], PoolingParams())
+    assert engine.step() == []  # the first 16-token chunk
+    (req,) = engine.scheduler.running
+    engine.scheduler.preempt(req)
+    assert engine.scheduler.num_preemptions == 1
+    (vector,) = embed_pending(engine)
+    assert_embeddings_match([vector], [GOLDEN_EMBEDDINGS[f"mean_{longest}"]])
 
 
 def test_last_token_pooling_reuses_the_prefix_cache_and_mean_turns_it_off():

@@ -3,6 +3,8 @@ official openai SDK and raw HTTP, against transformers' pooled embeddings (embed
 and the 400s that keep each task's model off the other task's APIs."""
 
 import os
+import subprocess
+import sys
 
 import anthropic
 import numpy as np
@@ -115,3 +117,14 @@ def test_a_generating_model_refuses_embeddings():
     error = error_of(reply)
     assert (error["param"], error["code"]) == ("model", "model_not_supported")
     assert "--task embed" in error["message"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("serve", "--pooler-config", '{"pooling_type": "MEAN"}'), "--pooler-config applies to --task embed only"),
+    (("serve", "--task", "embed", "--pooler-config", '{"pooling_type": "CLS"}'), "pooling_type 'CLS'"),
+    (("generate", "hi", "--task", "embed"), "--task embed is served by `cortexstream serve`"),
+])
+def test_embedding_flags_are_checked_when_parsed(args, message):
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", *args, "--model", GOLDEN], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
