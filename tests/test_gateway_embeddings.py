@@ -62,6 +62,17 @@ def test_matryoshka_dimensions_and_token_id_inputs(client):
         assert_matches(d.embedding, EMBEDDINGS[f"last_dim16_{i}"])
 
 
+def test_langchain_embeds_documents_and_queries(server):
+    from langchain_openai import OpenAIEmbeddings
+
+    # check_embedding_ctx_length off: it would tokenize with tiktoken, which is OpenAI's vocabulary, not ours
+    embeddings = OpenAIEmbeddings(model=NAME, base_url=server.url("/v1"), api_key="unused", max_retries=0,
+                                  check_embedding_ctx_length=False)
+    for vector, i in zip(embeddings.embed_documents(TEXTS), INDICES, strict=True):
+        assert_matches(vector, EMBEDDINGS[f"last_{i}"])
+    assert_matches(embeddings.embed_query(TEXTS[0]), EMBEDDINGS[f"last_{INDICES[0]}"])
+
+
 @pytest.mark.parametrize("encoding_format", ["float", "base64"])
 def test_the_body_matches_openais_schema(server, encoding_format):
     body = post_ok(server, "/v1/embeddings", {"model": NAME, "input": TEXTS[0], "encoding_format": encoding_format},
