@@ -60,57 +60,69 @@ def test_tokenizer_appends_what_the_post_processor_appends():
         assert tokenizer.encode(str(GOLDEN_EMBEDDINGS[f"text_{i}"])) == GOLDEN_EMBEDDINGS[f"input_ids_{i}"].tolist()
 
 
-@pytest.mark.parametrize(("pooling_type", "kind", "max_num_batched_tokens"),
-                         [("LAST", "last", 128), ("LAST", "last", 16), ("MEAN", "mean", 16)])
-def test_pooling_matches_transformers(pooling_type, kind, max_num_batched_tokens):
-    """16-token steps cut the longest input into several prefill chunks, pooled across them."""
-    assert max(map(len, INPUTS)) > 2 * 16
-    engine = engine_for(EMBED, task="embed", pooler_config={"pooling_type": pooling_type},
-                        max_num_batched_tokens=max_num_batched_tokens)
+@pytest.fixture(scope="module")
+def last_engine():
+    """LAST pooling, normalized (the defaults); 64-token steps: the longest input takes two prefill chunks."""
+    return engine_for(EMBED, task="embed", max_num_batched_tokens=64)
+
+
+@pytest.fixture(scope="module")
+def mean_engine():
+    """MEAN pooling in 16-token steps: the longest input is pooled across eight chunks."""
+    return engine_for(EMBED, task="embed", pooler_config={"pooling_type": "MEAN"}, max_num_batched_tokens=16)
+
+
+def test_the_inputs_span_several_chunks():
+    assert max(map(len, INPUTS)) > 64
+
+
+@pytest.mark.parametrize(("engine_name", "kind"), [("last_engine", "last"), ("mean_engine", "mean")])
+def test_pooling_matches_transformers(engine_name, kind, request):
+    engine = request.getfixturevalue(engine_name)
     assert_embeddings_match(embed(engine, INPUTS), golden(kind))
     assert engine.block_manager.num_free_blocks == engine.block_manager.num_blocks  # no KV kept
 
 
 def test_unnormalized_last_token_is_the_last_hidden_state():
-    engine = engine_for(EMBED, task="embed", pooler_config={"pooling_type": "LAST", "normalize": False})
+    engine = engine_for(EMBED, task="embed", pooler_config={"pooling_type": "LAST", "normalize": False},
+                        max_num_batched_tokens=64)
     assert_embeddings_match(embed(engine, INPUTS), golden("last_raw"))
 
 
-def test_matryoshka_dimensions_truncate_before_normalizing():
-    engine = engine_for(EMBED, task="embed")
-    assert_embeddings_match(embed(engine, INPUTS, PoolingParams(dimensions=16)), golden("last_dim16"))
+def test_matryoshka_dimensions_truncate_before_normalizing(last_engine):
+    assert_embeddings_match(embed(last_engine, INPUTS, PoolingParams(dimensions=16)), golden("last_dim16"))
 
 
 def test_a_causal_lm_checkpoint_embeds_as_its_base_model():
     """qwen3 (Qwen3ForCausalLM, "model."-prefixed tensors) holds qwen3_embed's weights."""
-    engine = engine_for(CAUSAL, task="embed")
+    engine = engine_for(CAUSAL, task="embed", max_num_batched_tokens=64)
     assert_embeddings_match(embed(engine, INPUTS), golden("last"))
 
 
-def test_a_preempted_request_starts_its_pooling_over():
+def test_a_preempted_request_starts_its_pooling_over(mean_engine):
     """Preemption drops a request's KV and recomputes it from position 0: what the dropped chunks pooled must
     not count twice."""
-    engine = engine_for(EMBED, task="embed", pooler_config={"pooling_type": "MEAN"}, max_num_batched_tokens=16)
+    engine = mean_engine
+    preemptions = engine.scheduler.num_preemptions
     longest = max(INDICES, key=lambda i: len(INPUTS[i]))
     engine.add_request("long", INPUTS[longest], PoolingParams())
     assert engine.step() == []  # the first 16-token chunk
     (req,) = engine.scheduler.running
     engine.scheduler.preempt(req)
-    assert engine.scheduler.num_preemptions == 1
+    assert engine.scheduler.num_preemptions == preemptions + 1
     (vector,) = embed_pending(engine)
     assert_embeddings_match([vector], [GOLDEN_EMBEDDINGS[f"mean_{longest}"]])
 
 
-def test_last_token_pooling_reuses_the_prefix_cache_and_mean_turns_it_off():
-    engine = engine_for(EMBED, task="embed")
+def test_last_token_pooling_reuses_the_prefix_cache_and_mean_turns_it_off(last_engine, mean_engine):
+    engine = last_engine
     longest = max(INPUTS, key=len)
     first = embed(engine, [longest])
     engine.add_request("again", longest, PoolingParams())
     (out,) = [o for o in engine.step()]
     assert out.num_cached_tokens == (len(longest) - 1) // 16 * 16 > 0
     np.testing.assert_allclose(out.embedding, first[0], atol=ATOL, rtol=0)
-    mean = engine_for(EMBED, task="embed", pooler_config={"pooling_type": "MEAN"})
-    assert not mean.block_manager.enable_prefix_caching
+    assert not mean_engine.block_manager.enable_prefix_caching
 
 
 def test_the_engine_refuses_what_its_task_cannot_serve():
