@@ -75,6 +75,15 @@ def test_langchain_embeds_documents_and_queries(server):
     assert_matches(embeddings.embed_query(TEXTS[0]), EMBEDDINGS[f"last_{INDICES[0]}"])
 
 
+def test_add_special_tokens_false_leaves_the_suffix_out(server):
+    """vLLM's extension: without the tokenizer's <|endoftext|> the last token, and so the embedding, differ."""
+    body = {"model": NAME, "input": TEXTS[0]}
+    plain = post(server, "/v1/embeddings", {**body, "add_special_tokens": False}).json()
+    with_suffix = post(server, "/v1/embeddings", body).json()
+    assert plain["usage"]["prompt_tokens"] == with_suffix["usage"]["prompt_tokens"] - 1
+    assert plain["data"][0]["embedding"] != with_suffix["data"][0]["embedding"]
+
+
 @pytest.mark.parametrize("encoding_format", ["float", "base64"])
 def test_the_body_matches_openais_schema(server, encoding_format):
     body = post_ok(server, "/v1/embeddings", {"model": NAME, "input": TEXTS[0], "encoding_format": encoding_format},
