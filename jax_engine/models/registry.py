@@ -13,6 +13,7 @@ MODEL_CLASSES: dict[str, type] = {
     "MistralForCausalLM": LlamaForCausalLM,
     "Qwen2ForCausalLM": LlamaForCausalLM,
     "Qwen3ForCausalLM": LlamaForCausalLM,
+    "Qwen3Model": LlamaForCausalLM,  # headless (embeddings only): the embedding stands in for the head
 }
 assert set(MODEL_CLASSES) == set(SUPPORTED_ARCHITECTURES)
 

@@ -688,6 +688,11 @@ def main(only: list[str]) -> None:
         check_model_specifics(name, model)
         prompts = make_prompts(SEEDS[name], PROMPT_LENGTHS_OF.get(name, PROMPT_LENGTHS))
         save_golden(GOLDEN / name / "golden.npz", golden_arrays(model, prompts))
+    if not only or "qwen3_embed" in only:
+        print("qwen3_embed")
+        import make_golden_embeddings  # beside this script; it builds on tests/golden/qwen3
+
+        make_golden_embeddings.main()
     if only:
         return
     print("gguf")
