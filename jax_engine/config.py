@@ -11,6 +11,9 @@ SUPPORTED_ARCHITECTURES = (
     "MistralForCausalLM",
     "Qwen2ForCausalLM",
     "Qwen3ForCausalLM",
+    "MixtralForCausalLM",
+    "Qwen2MoeForCausalLM",
+    "Qwen3MoeForCausalLM",
 )
 
 
@@ -22,8 +25,34 @@ HF_OVERRIDABLE = ("rope_scaling", "rope_parameters", "rope_theta", "max_position
 CONTEXT_STRETCHING_ROPE = ("yarn", "linear")
 
 
+QKV_BIAS = ("Qwen2ForCausalLM", "Qwen2MoeForCausalLM")
+QK_NORM = ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM")
+QWEN_SLIDING_WINDOW_FLAG = ("Qwen2ForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM")
+
+
 class ConfigError(ValueError):
     pass
+
+
+def moe_fields(arch: str, d: dict) -> dict:
+    """The experts of a MoE config.json (Mixtral's and Qwen's spellings); none for a dense model."""
+    if arch == "MixtralForCausalLM":
+        fields = dict(num_experts=int(d["num_local_experts"]), num_experts_per_tok=int(d["num_experts_per_tok"]),
+                      moe_intermediate_size=int(d["intermediate_size"]), norm_topk_prob=True)
+    elif arch in ("Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"):
+        if int(d.get("decoder_sparse_step", 1)) != 1 or d.get("mlp_only_layers"):
+            raise ConfigError("only MoE models whose every layer is sparse are supported (decoder_sparse_step 1, "
+                              "no mlp_only_layers)")
+        fields = dict(num_experts=int(d["num_experts"]), num_experts_per_tok=int(d["num_experts_per_tok"]),
+                      moe_intermediate_size=int(d["moe_intermediate_size"]),
+                      norm_topk_prob=bool(d.get("norm_topk_prob", False)),
+                      shared_expert_intermediate_size=int(d.get("shared_expert_intermediate_size") or 0))
+    else:
+        return {}
+    if not 0 < fields["num_experts_per_tok"] <= fields["num_experts"]:
+        raise ConfigError(f"num_experts_per_tok {fields['num_experts_per_tok']} must be between 1 and the "
+                          f"number of experts ({fields['num_experts']})")
+    return fields
 
 
 @dataclass(frozen=True)
@@ -44,6 +73,13 @@ class ModelConfig:
     attention_bias: bool = False
     qk_norm: bool = False
     sliding_window: int | None = None
+    # Mixture of experts (0 experts: a dense MLP): every layer's MLP is `num_experts` experts of
+    # `moe_intermediate_size`, `num_experts_per_tok` of them per token, plus an optional shared expert.
+    num_experts: int = 0
+    num_experts_per_tok: int = 0
+    moe_intermediate_size: int = 0
+    norm_topk_prob: bool = False
+    shared_expert_intermediate_size: int = 0
 
     @classmethod
     def from_hf_dict(cls, d: dict, source: str = "config.json") -> ModelConfig:
@@ -56,7 +92,7 @@ class ModelConfig:
             num_heads = int(d["num_attention_heads"])
             hidden = int(d["hidden_size"])
             sliding = d.get("sliding_window")
-            if arch == "Qwen2ForCausalLM" and not d.get("use_sliding_window", False):
+            if arch in QWEN_SLIDING_WINDOW_FLAG and not d.get("use_sliding_window", False):
                 sliding = None
             rope_params = d.get("rope_parameters") or {}
             max_positions = int(d.get("max_position_embeddings", 2048))
@@ -75,10 +111,13 @@ class ModelConfig:
                 rope_scaling=rope_scaling,
                 max_position_embeddings=max_positions,
                 tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
-                attention_bias=arch == "Qwen2ForCausalLM" or bool(d.get("attention_bias", False)),
-                qk_norm=arch == "Qwen3ForCausalLM",
+                attention_bias=bool(d.get("qkv_bias", arch in QKV_BIAS) or d.get("attention_bias", False)),
+                qk_norm=arch in QK_NORM,
                 sliding_window=int(sliding) if sliding else None,
+                **moe_fields(arch, d),
             )
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"{source}: invalid or missing field: {e}") from None
 
