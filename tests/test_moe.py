@@ -150,13 +150,22 @@ def moe_server(request):
     assert process.stop() == 0
 
 
+def golden_token_bytes(golden) -> list[bytes]:
+    data, counts = golden["chat_greedy_bytes"].tobytes(), golden["chat_greedy_byte_counts"].tolist()
+    ends = np.cumsum(counts).tolist()
+    return [data[end - count:end] for count, end in zip(counts, ends, strict=True)]
+
+
 def test_serve_answers_a_chat_as_transformers_does(moe_server):
+    """Token for token (each token's bytes, through logprobs: a random model's answer is bytes that form no
+    UTF-8 text)."""
     name, server = moe_server
     golden = np.load(os.path.join(GOLDEN, name, "golden.npz"))
     client = openai.OpenAI(base_url=server.url("/v1"), api_key="unused", max_retries=0)
     messages = [{"role": "user", "content": "The capital of France is"}]  # make_golden.py's CHAT_MESSAGES
-    chat = client.chat.completions.create(model=name, messages=messages, temperature=0, max_tokens=8,
+    chat = client.chat.completions.create(model=name, messages=messages, temperature=0, max_tokens=8, logprobs=True,
                                           extra_body={"ignore_eos": True})
-    assert chat.choices[0].message.content == str(golden["chat_greedy_text"])
+    assert [bytes(item.bytes) for item in chat.choices[0].logprobs.content] == golden_token_bytes(golden)
+    assert chat.choices[0].message.content == b"".join(golden_token_bytes(golden)).decode(errors="replace")
     assert chat.usage.prompt_tokens == len(golden["chat_prompt"]) and chat.usage.completion_tokens == 8
     assert chat.choices[0].finish_reason == "length"

@@ -218,7 +218,7 @@ GGUF_SOURCE = {
 }
 SHARD_SIZE = {"qwen2": "200KB"}
 SEEDS = {"llama": 1, "llama_linear": 2, "qwen2": 3, "qwen3": 4, "mistral": 5, "gguf/hf": 6, "llama_yarn": 7,
-         "mixtral": 8, "qwen3_moe": 9, "qwen2_moe": 10}
+         "mixtral": 8, "qwen3_moe": 9, "qwen2_moe": 11}
 GGUF_TYPES = {
     "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
     "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
@@ -476,14 +476,20 @@ def check_routing(model, arrays: dict[str, np.ndarray]) -> None:
 
 @torch.no_grad()
 def chat_golden(model, directory: Path) -> dict[str, np.ndarray]:
-    """The greedy answer to CHAT_MESSAGES: its prompt ids, 8 tokens and their text without special tokens."""
+    """The greedy answer to CHAT_MESSAGES: its prompt ids, 8 tokens, each token's bytes (a random model's tokens
+    are mostly single bytes that form no UTF-8 text, so the bytes are what a test can compare)."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
     tokenizer = AutoTokenizer.from_pretrained(directory)
     templated = tokenizer.apply_chat_template(CHAT_MESSAGES, tokenize=True, add_generation_prompt=True)
     ids = np.array(templated["input_ids"], dtype=np.int32)
     tokens = prefill_and_greedy(model, ids)[1]
-    text = tokenizer.decode(tokens.tolist(), skip_special_tokens=True)
-    print(f"  chat answer {text!r}")
-    return {"chat_prompt": ids, "chat_greedy_tokens": tokens, "chat_greedy_text": np.array(text)}
+    byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
+    token_bytes = [bytes(byte_of[c] for c in token) for token in tokenizer.convert_ids_to_tokens(tokens.tolist())]
+    print(f"  chat answer {b''.join(token_bytes)!r}")
+    return {"chat_prompt": ids, "chat_greedy_tokens": tokens,
+            "chat_greedy_bytes": np.frombuffer(b"".join(token_bytes), np.uint8),
+            "chat_greedy_byte_counts": np.array([len(b) for b in token_bytes], np.int32)}
 
 
 # ---------------------------------------------------------------------------------------------------- GGUF
