@@ -140,12 +140,16 @@ def test_batch_invariant_moe_gives_the_same_logprobs_alone_and_in_a_batch():
     assert batched == alone
 
 
+# small_engine_config's settings, so the server's steps are the programs test_golden.py compiled (and cached).
+SERVER_ARGS = ("--dtype", "float32", "--quantization", "none", "--max-decode-slowdown", "0", "--max-model-len", "256",
+               "--max-num-batched-tokens", "64", "--max-num-seqs", "16", "--kv-cache-memory", "0.02", "--no-warmup",
+               "--compilation-cache-dir", TEST_COMPILATION_CACHE)
+
+
 @pytest.fixture(scope="module", params=MOE_MODELS)
 def moe_server(request):
-    process = ServerProcess("--model", os.path.join(GOLDEN, request.param), "--max-model-len", "128",
-                            "--max-num-seqs", "4", "--max-num-batched-tokens", "32", "--kv-cache-memory", "0.01",
-                            "--compilation-cache-dir", TEST_COMPILATION_CACHE, "--served-model-name", request.param,
-                            "--no-warmup").start()
+    process = ServerProcess("--model", os.path.join(GOLDEN, request.param), "--served-model-name", request.param,
+                            *SERVER_ARGS).start()
     yield request.param, process
     assert process.stop() == 0
 

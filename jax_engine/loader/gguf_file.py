@@ -19,10 +19,7 @@ from jax_engine.loader.errors import LoadError
 from jax_engine.loader.weights import check_shapes, fuse_layer, stack_layers
 
 GGUF_ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-                      "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
-                      "qwen2moe": "Qwen2MoeForCausalLM", "qwen3moe": "Qwen3MoeForCausalLM"}
-# llama.cpp weighs a qwen3moe token's top-k experts renormalised, a qwen2moe token's as the softmax gives them.
-GGUF_NORM_TOPK_PROB = {"qwen3moe": True}
+                      "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 SUPPORTED_TYPES = {GGMLQuantizationType[n] for n in (
     "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K")}
 HF_LAYER_NAMES = {
@@ -40,17 +37,6 @@ HF_LAYER_NAMES = {
     "ffn_gate.weight": "mlp.gate_proj.weight",
     "ffn_up.weight": "mlp.up_proj.weight",
     "ffn_down.weight": "mlp.down_proj.weight",
-    "ffn_gate_inp.weight": "mlp.gate.weight",
-    "ffn_gate_shexp.weight": "mlp.shared_expert.gate_proj.weight",
-    "ffn_up_shexp.weight": "mlp.shared_expert.up_proj.weight",
-    "ffn_down_shexp.weight": "mlp.shared_expert.down_proj.weight",
-    "ffn_gate_inp_shexp.weight": "mlp.shared_expert_gate.weight",
-}
-# llama.cpp stacks the experts of a layer into one [E, out, in] tensor per projection.
-HF_EXPERT_NAMES = {
-    "ffn_gate_exps.weight": "mlp.experts.{}.gate_proj.weight",
-    "ffn_up_exps.weight": "mlp.experts.{}.up_proj.weight",
-    "ffn_down_exps.weight": "mlp.experts.{}.down_proj.weight",
 }
 
 
@@ -214,18 +200,7 @@ def gguf_config(header: GGUFHeader, path: str) -> ModelConfig:
         attention_bias="blk.0.attn_q.bias" in names,
         qk_norm="blk.0.attn_q_norm.weight" in names,
         sliding_window=int(sliding) if sliding else None,
-        **gguf_moe_fields(arch, get) if metadata.get(f"{arch}.expert_count") else {},
     )
-
-
-def gguf_moe_fields(arch: str, get) -> dict:
-    experts, used = int(get("expert_count")), int(get("expert_used_count"))
-    if not 0 < used <= experts:
-        raise LoadError(f"GGUF {arch}.expert_used_count {used} must be between 1 and expert_count ({experts})")
-    return dict(num_experts=experts, num_experts_per_tok=used,
-                moe_intermediate_size=int(get("expert_feed_forward_length")),
-                norm_topk_prob=GGUF_NORM_TOPK_PROB.get(arch, False),
-                shared_expert_intermediate_size=int(get("expert_shared_feed_forward_length", 0)))
 
 
 def tensor_to_numpy(t, path: str) -> np.ndarray:
@@ -261,11 +236,6 @@ def load_gguf_weights(cfg: ModelConfig, header: GGUFHeader, path: str) -> dict[s
         for gguf_name, hf_name in HF_LAYER_NAMES.items():
             if f"blk.{i}.{gguf_name}" in tensors:
                 hf[hf_name] = get(f"blk.{i}.{gguf_name}")
-        for gguf_name, hf_name in HF_EXPERT_NAMES.items():
-            if f"blk.{i}.{gguf_name}" in tensors:
-                hf.update((hf_name.format(e), w) for e, w in enumerate(get(f"blk.{i}.{gguf_name}")))
-        if "mlp.shared_expert_gate.weight" in hf:  # llama.cpp keeps this [1, D] gate as a vector
-            hf["mlp.shared_expert_gate.weight"] = hf["mlp.shared_expert_gate.weight"].reshape(1, -1)
         if permuted:
             hf["self_attn.q_proj.weight"] = unpermute_rows(hf["self_attn.q_proj.weight"], cfg.num_attention_heads)
             hf["self_attn.k_proj.weight"] = unpermute_rows(hf["self_attn.k_proj.weight"], cfg.num_key_value_heads)
