@@ -12,6 +12,9 @@ SUPPORTED_ARCHITECTURES = (
     "Qwen2ForCausalLM",
     "Qwen3ForCausalLM",
     "Qwen3Model",
+    "MixtralForCausalLM",
+    "Qwen2MoeForCausalLM",
+    "Qwen3MoeForCausalLM",
 )
 # Base models without an LM head (Qwen3-Embedding checkpoints may say Qwen3Model): they serve --task embed only.
 HEADLESS_ARCHITECTURES = ("Qwen3Model",)
@@ -26,8 +29,34 @@ HF_OVERRIDABLE = ("rope_scaling", "rope_parameters", "rope_theta", "max_position
 CONTEXT_STRETCHING_ROPE = ("yarn", "linear")
 
 
+QKV_BIAS = ("Qwen2ForCausalLM", "Qwen2MoeForCausalLM")
+QK_NORM = ("Qwen3ForCausalLM", "Qwen3Model", "Qwen3MoeForCausalLM")
+QWEN_SLIDING_WINDOW_FLAG = ("Qwen2ForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM")
+
+
 class ConfigError(ValueError):
     pass
+
+
+def moe_fields(arch: str, d: dict) -> dict:
+    """The experts of a MoE config.json (Mixtral's and Qwen's spellings); none for a dense model."""
+    if arch == "MixtralForCausalLM":
+        fields = dict(num_experts=int(d["num_local_experts"]), num_experts_per_tok=int(d["num_experts_per_tok"]),
+                      moe_intermediate_size=int(d["intermediate_size"]), norm_topk_prob=True)
+    elif arch in ("Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"):
+        if int(d.get("decoder_sparse_step", 1)) != 1 or d.get("mlp_only_layers"):
+            raise ConfigError("only MoE models whose every layer is sparse are supported (decoder_sparse_step 1, "
+                              "no mlp_only_layers)")
+        fields = dict(num_experts=int(d["num_experts"]), num_experts_per_tok=int(d["num_experts_per_tok"]),
+                      moe_intermediate_size=int(d["moe_intermediate_size"]),
+                      norm_topk_prob=bool(d.get("norm_topk_prob", False)),
+                      shared_expert_intermediate_size=int(d.get("shared_expert_intermediate_size") or 0))
+    else:
+        return {}
+    if not 0 < fields["num_experts_per_tok"] <= fields["num_experts"]:
+        raise ConfigError(f"num_experts_per_tok {fields['num_experts_per_tok']} must be between 1 and the "
+                          f"number of experts ({fields['num_experts']})")
+    return fields
 
 
 @dataclass(frozen=True)
@@ -50,6 +79,13 @@ class ModelConfig:
     sliding_window: int | None = None
     is_matryoshka: bool = False  # embeddings may be truncated to fewer `dimensions` (Matryoshka training)
     matryoshka_dimensions: tuple[int, ...] | None = None  # the only truncations it was trained for, if it says
+    # Mixture of experts (0 experts: a dense MLP): every layer's MLP is `num_experts` experts of
+    # `moe_intermediate_size`, `num_experts_per_tok` of them per token, plus an optional shared expert.
+    num_experts: int = 0
+    num_experts_per_tok: int = 0
+    moe_intermediate_size: int = 0
+    norm_topk_prob: bool = False
+    shared_expert_intermediate_size: int = 0
 
     @classmethod
     def from_hf_dict(cls, d: dict, source: str = "config.json") -> ModelConfig:
@@ -62,7 +98,7 @@ class ModelConfig:
             num_heads = int(d["num_attention_heads"])
             hidden = int(d["hidden_size"])
             sliding = d.get("sliding_window")
-            if arch == "Qwen2ForCausalLM" and not d.get("use_sliding_window", False):
+            if arch in QWEN_SLIDING_WINDOW_FLAG and not d.get("use_sliding_window", False):
                 sliding = None
             rope_params = d.get("rope_parameters") or {}
             max_positions = int(d.get("max_position_embeddings", 2048))
@@ -82,11 +118,14 @@ class ModelConfig:
                 max_position_embeddings=max_positions,
                 # a headless model has no lm_head to read; its embedding stands in where a head is built
                 tie_word_embeddings=bool(d.get("tie_word_embeddings", False)) or arch in HEADLESS_ARCHITECTURES,
-                attention_bias=arch == "Qwen2ForCausalLM" or bool(d.get("attention_bias", False)),
-                qk_norm=arch in ("Qwen3ForCausalLM", "Qwen3Model"),
+                attention_bias=bool(d.get("qkv_bias", arch in QKV_BIAS) or d.get("attention_bias", False)),
+                qk_norm=arch in QK_NORM,
                 sliding_window=int(sliding) if sliding else None,
                 **matryoshka_fields(d),
+                **moe_fields(arch, d),
             )
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"{source}: invalid or missing field: {e}") from None
 

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from jax_engine.config import SUPPORTED_ARCHITECTURES, ModelConfig
 from jax_engine.models.llama import LlamaForCausalLM
+from jax_engine.models.moe import MoeForCausalLM
 
 MODEL_CLASSES: dict[str, type] = {
     "LlamaForCausalLM": LlamaForCausalLM,
@@ -14,6 +15,9 @@ MODEL_CLASSES: dict[str, type] = {
     "Qwen2ForCausalLM": LlamaForCausalLM,
     "Qwen3ForCausalLM": LlamaForCausalLM,
     "Qwen3Model": LlamaForCausalLM,  # headless (embeddings only): the embedding stands in for the head
+    "MixtralForCausalLM": MoeForCausalLM,
+    "Qwen2MoeForCausalLM": MoeForCausalLM,
+    "Qwen3MoeForCausalLM": MoeForCausalLM,
 }
 assert set(MODEL_CLASSES) == set(SUPPORTED_ARCHITECTURES)
 
