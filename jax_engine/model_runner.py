@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +18,7 @@ from jax_engine.layers.linear import ROW_TILE
 from jax_engine.models.llama import AttentionMetadata
 from jax_engine.models.registry import model_class
 from jax_engine.outputs import TokenLogprobs
+from jax_engine.pooler import PoolerConfig, pool_chunks
 from jax_engine.sampler import SamplerFlags, SamplingMetadata, sample
 from jax_engine.sampling_params import MAX_LOGPROBS
 from jax_engine.scheduler import SchedulerOutput
@@ -35,6 +36,8 @@ PREFILL_BLOCK_Q = 16  # query tokens per attention block in steps that carry a p
 class ModelRunnerOutput:
     sampled: dict[str, tuple[int, TokenLogprobs | None]]  # request_id -> (token id, logprobs if asked)
     prompt_logprobs: dict[str, list[TokenLogprobs]]  # request_id -> logprobs of this step's next prompt tokens
+    # pooling runner: request_id -> (first position of this step's chunk, its pooled row: last or sum)
+    pooled: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,8 +62,9 @@ def kv_cache_bytes_per_block(cfg: ModelConfig, block_size: int, dtype) -> int:
 class ModelRunner:
     def __init__(self, cfg: ModelConfig, weights: dict, dtype, num_blocks: int, block_size: int,
                  max_model_len: int, max_num_seqs: int, max_num_batched_tokens: int,
-                 batch_invariant: bool = False):
+                 batch_invariant: bool = False, pooler: PoolerConfig | None = None):
         self.config = cfg
+        self.pooler = pooler  # a pooling runner (--task embed): each step gives pooled rows, never logits
         self.dtype = dtype
         self.block_size = block_size
         self.max_num_seqs = max_num_seqs
@@ -76,7 +80,8 @@ class ModelRunner:
         shape = (cfg.num_hidden_layers, num_blocks, block_size, cfg.num_key_value_heads, cfg.head_dim)
         self.k_cache = jnp.zeros(shape, dtype)
         self.v_cache = jnp.zeros(shape, dtype)
-        self._forward = jax.jit(self._forward_impl, donate_argnums=(1, 2))
+        self._forward = jax.jit(self._forward_impl if pooler is None else self._pooling_forward_impl,
+                                donate_argnums=(1, 2))
         self._compiled_steps: dict[tuple[int, int], object] = {}  # (tokens, block_q) -> executable
         self._logits = jax.jit(self._logits_impl)
         self._prompt_logprobs = jax.jit(self._prompt_logprobs_impl)
@@ -88,6 +93,11 @@ class ModelRunner:
         model = nnx.merge(self.graphdef, state)
         hidden, k_cache, v_cache = model(token_ids, positions, k_cache, v_cache, md)
         return model.compute_logits(hidden[logits_indices]), hidden, k_cache, v_cache
+
+    def _pooling_forward_impl(self, state, k_cache, v_cache, token_ids, positions, md, logits_indices):
+        hidden, k_cache, v_cache = nnx.merge(self.graphdef, state)(token_ids, positions, k_cache, v_cache, md)
+        assert self.pooler is not None
+        return pool_chunks(hidden, md.query_start_loc, logits_indices, self.pooler.pooling_type), k_cache, v_cache
 
     def _logits_impl(self, state, hidden):
         return nnx.merge(self.graphdef, state).compute_logits(hidden)
@@ -133,6 +143,8 @@ class ModelRunner:
         batch = self.prepare_inputs(out)
         self.prepare_s += time.perf_counter() - t0
         step = self._compiled_steps.get((len(batch.token_ids), batch.md.block_q), self._forward)
+        if self.pooler is not None:
+            return self._execute_pooling(out, step, batch)
         logits, hidden, self.k_cache, self.v_cache = step(
             self.state, self.k_cache, self.v_cache, batch.token_ids, batch.positions, batch.md,
             batch.logits_indices)
@@ -145,6 +157,13 @@ class ModelRunner:
             sampled = {}
             jax.block_until_ready(logits)
         return ModelRunnerOutput(sampled, prompt_logprobs)
+
+    def _execute_pooling(self, out: SchedulerOutput, step, batch: BatchInputs) -> ModelRunnerOutput:
+        pooled, self.k_cache, self.v_cache = step(self.state, self.k_cache, self.v_cache, batch.token_ids,
+                                                  batch.positions, batch.md, batch.logits_indices)
+        rows = np.asarray(jax.device_get(pooled))
+        return ModelRunnerOutput({}, {}, {s.request.request_id: (s.request.num_computed_tokens, rows[i])
+                                          for i, s in enumerate(out.scheduled)})
 
     def _grammar_bitmask(self, samplers, num_seqs: int) -> np.ndarray | None:
         rows = [(i, req.grammar) for i, req in samplers if req.grammar is not None]
@@ -207,7 +226,7 @@ class ModelRunner:
             lowered = self._forward.lower(self.state, self.k_cache, self.v_cache, tokens, tokens, md,
                                           np.zeros(num_seqs, np.int32))
             self._compiled_steps[(num_tokens, block_q)] = lowered.compile()
-            if num_seqs not in warmed:
+            if num_seqs not in warmed and self.pooler is None:
                 self._warm_samplers(num_seqs)
                 warmed.add(num_seqs)
         return time.perf_counter() - start

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from jax_engine.config import SUPPORTED_ARCHITECTURES, ModelConfig
 from jax_engine.models.gemma import GemmaForCausalLM
 from jax_engine.models.llama import LlamaForCausalLM
+from jax_engine.models.moe import MoeForCausalLM
 from jax_engine.models.phi3 import Phi3ForCausalLM
 
 MODEL_CLASSES: dict[str, type] = {
@@ -18,6 +19,10 @@ MODEL_CLASSES: dict[str, type] = {
     "Gemma2ForCausalLM": GemmaForCausalLM,
     "Gemma3ForCausalLM": GemmaForCausalLM,
     "Phi3ForCausalLM": Phi3ForCausalLM,
+    "Qwen3Model": LlamaForCausalLM,  # headless (embeddings only): the embedding stands in for the head
+    "MixtralForCausalLM": MoeForCausalLM,
+    "Qwen2MoeForCausalLM": MoeForCausalLM,
+    "Qwen3MoeForCausalLM": MoeForCausalLM,
 }
 assert set(MODEL_CLASSES) == set(SUPPORTED_ARCHITECTURES)
 
