@@ -202,6 +202,8 @@ class EngineConfig:
     max_decode_slowdown: float = field(default=2.5, metadata={
         "min": 0, "help": "while requests decode, cut prefill chunks so a step's predicted time (learned from measured "
                 "step times) stays under this many decode-only steps; 0: always --max-num-batched-tokens"})
+    tensor_parallel_size: int = field(default=1, metadata={
+        "min": 1, "help": "devices the model is split over (attention heads, MLP columns and rows, vocabulary)"})
     quantization: str = field(default="auto", metadata={
         "help": "int8: W8A8 matmuls (int8 weights per output channel, int8 activations per token, SmoothQuant "
                 "calibrated at load); auto: int8 on CPU when the checkpoint itself is quantised (GGUF "
