@@ -13,6 +13,7 @@ import asyncio
 import functools
 import logging
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -28,6 +29,7 @@ from gateway.server_config import (
 )
 from gateway.state import IN_FLIGHT, MODEL_SLOT
 from jax_engine.config import EngineConfig
+from jax_engine.engine_client import EngineClient
 
 logger = logging.getLogger("gateway")
 
@@ -60,6 +62,7 @@ def run(args: argparse.Namespace, engine_config: EngineConfig) -> int:
     config = server_config(args, engine_config, raise_nofile_limit())
     if config.num_processes > 1 and join_processes(config) > 0:
         return follow_process_0(engine_config)
+    engine: Callable[[], EngineClient]
     if config.data_parallel_size > 1:
         engine = functools.partial(DataParallelEngine.from_config, engine_config, config.data_parallel_size,
                                    config.max_waiting)

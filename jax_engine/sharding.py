@@ -176,9 +176,11 @@ def zeros_kv_cache(shape: tuple[int, ...], dtype, mesh: Mesh) -> jax.Array:
 
 
 def bytes_per_device(tree) -> dict[jax.Device, int]:
-    """Bytes each device holds of the arrays in `tree`."""
+    """Bytes each device holds of the device arrays in `tree`."""
     held: dict[jax.Device, int] = defaultdict(int)
     for array in jax.tree.leaves(tree):
+        if not isinstance(array, jax.Array):
+            continue
         for shard in array.addressable_shards:
             held[shard.device] += shard.data.nbytes
     return dict(held)

@@ -64,8 +64,9 @@ def memory_per_device(engine: LLMEngine) -> np.ndarray:
     return np.asarray([weights, kv // engine.block_manager.num_blocks])
 
 
-def default_model_outputs(tp: int, out: dict) -> None:
-    engine = engine_for(default_model_path(), tensor_parallel_size=tp, max_num_batched_tokens=32)
+def default_model_outputs(ckpt, tp: int, out: dict) -> None:
+    config = small_engine_config(tensor_parallel_size=tp, max_num_batched_tokens=32)
+    engine = LLMEngine(ckpt.config, ckpt.weights, ckpt.tokenizer, ckpt.generation.eos_token_ids, config)
     golden = np.load(os.path.join(GOLDEN, "smollm2_golden.npz"))
     req = new_request("logits")
     out[f"smollm2/tp{tp}/last_logits"] = forward_logits(engine, golden["prompt_0"].tolist(), 0, req)[-1]
@@ -108,8 +109,9 @@ def main(out_dir: str) -> None:
     for name in GOLDEN_MODELS:
         for tp in TP_SIZES if name == "llama" else TP_SIZES[1:]:  # TP 1 of each is tests/test_golden.py's
             golden_model_outputs(name, tp, out)
+    default_model = load_checkpoint(default_model_path())
     for tp in TP_SIZES:
-        default_model_outputs(tp, out)
+        default_model_outputs(default_model, tp, out)
     np.savez(os.path.join(out_dir, "tp.npz"), **out)
     with open(os.path.join(out_dir, "facts.json"), "w") as f:
         json.dump({"data_parallel": asyncio.run(data_parallel_facts())}, f)

@@ -55,3 +55,10 @@ def test_two_processes_generate_the_tokens_of_one(two_processes):
         assert body["choices"][0]["text"] == tokenizer.decode(golden[f"greedy_tokens_{i}"].tolist())
     assert server.stop() == 0
     assert follower.wait(timeout=60) == 0, log.read_text(errors="replace")[-3000:]
+
+
+def test_num_processes_without_a_coordinator_is_refused(capsys):
+    from gateway import cli
+
+    assert cli.main(["serve", "--num-processes", "2"]) == 1
+    assert "--num-processes > 1 needs --coordinator-address HOST:PORT" in capsys.readouterr().err

@@ -45,11 +45,13 @@ def test_tensor_parallel_logits_and_greedy_tokens_match_transformers(probe, name
         assert out[f"{key}/greedy_{i}"].tolist() == golden[f"greedy_tokens_{i}"].tolist()
 
 
-@pytest.mark.parametrize("tp", [2, 4])
-def test_weights_per_device_are_one_nth_of_one_device(probe, tp):
+# TP 2: the norms (replicated) are all that is over a half; TP 4 replicates the 2 KV heads, so the k and v
+# projections count twice.
+@pytest.mark.parametrize("tp,at_most", [(2, 1.01), (4, 1.12)])
+def test_weights_per_device_are_about_one_nth_of_one_device(probe, tp, at_most):
     out, _ = probe
-    weights = out[f"llama/tp{tp}/memory"][0] / out["llama/tp1/memory"][0]
-    assert 1 / tp <= weights < 1 / tp + 0.01  # norms (replicated) are what is left over
+    share = out[f"llama/tp{tp}/memory"][0] / out["llama/tp1/memory"][0]
+    assert 1 / tp <= share < at_most / tp
 
 
 def test_kv_heads_below_tp_size_are_replicated_one_per_device(probe):
