@@ -39,7 +39,7 @@ def fetch(tree) -> Any:
     """Device results as host arrays; across processes a collective every process takes part in."""
     if jax.process_count() == 1:
         return jax.device_get(tree)
-    return multihost_utils.process_allgather(tree)
+    return multihost_utils.process_allgather(tree, tiled=True)  # the global value of each array
 
 
 class StepBroadcast:
