@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-import orjson
 from aiohttp import web
 
 from compat import OpenAIError
@@ -17,8 +16,9 @@ from compat import errors as openai_errors
 from gateway.body import read_json
 from gateway.chat_turn import ChatTurn, count_prompt_tokens, start_turn
 from gateway.keepalive import with_keepalive
-from gateway.sse import Framing, named_event, stream_events
-from gateway.state import REQUEST_ID, SUMMARY, serving_model
+from gateway.sse import Framing, named_event
+from gateway.state import REQUEST_ID, serving_model
+from gateway.turn_reply import json_response, reply
 
 logger = logging.getLogger(__name__)
 
@@ -41,16 +41,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     turn = await start_turn(model, messages_api.chat_body(messages_request), messages_api.PARAMS, new_tool_use_id)
     run = MessageRun(turn, messages_api.MessageStream(f"msg_{uuid.uuid4().hex}", model.name, turn.num_prompt_tokens),
                      messages_request.stop_sequences, PING_INTERVAL_SECONDS)
-    try:
-        if messages_request.stream:
-            return await stream_events(request, run.batches(), EVENTS)
-        await run.run()
-    finally:
-        await turn.aclose()
-        request[SUMMARY] = turn.summary
-    if run.error is not None:
-        raise run.error
-    return _json(run.message.message)
+    return await reply(request, turn, run, messages_request.stream, EVENTS, lambda: run.message.message)
 
 
 async def count_tokens(request: web.Request) -> web.Response:
@@ -59,7 +50,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     messages_request = messages_api.parse_messages_request(body, counting=True)
     model.check_model(messages_request.model)
     count = await count_prompt_tokens(model, messages_api.chat_body(messages_request), messages_api.PARAMS)
-    return _json({"input_tokens": count})
+    return json_response({"input_tokens": count})
 
 
 class MessageRun:
@@ -101,6 +92,3 @@ class MessageRun:
         async for _ in self.batches():
             pass
 
-
-def _json(payload: dict) -> web.Response:
-    return web.Response(body=orjson.dumps(payload), content_type="application/json")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import time
 
-import orjson
 from aiohttp import web
 
 from compat import OpenAIError, fields
@@ -21,7 +20,8 @@ from gateway.response_run import ResponseRun
 from gateway.response_store import StoredResponse
 from gateway.responses_state import ResponsesState
 from gateway.sse import Framing, named_event, stream_events
-from gateway.state import REQUEST_ID, RESPONSES, SUMMARY, serving_model
+from gateway.state import REQUEST_ID, RESPONSES, serving_model
+from gateway.turn_reply import json_response, reply
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +54,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     run = _new_run(responses_request, model.name, turn, history, state)
     if responses_request.background:
         return await _start_background(request, run, state, responses_request.stream)
-    try:
-        if responses_request.stream:
-            return await stream_events(request, run.batches(), EVENTS)
-        await run.run()
-    finally:
-        await turn.aclose()
-        request[SUMMARY] = turn.summary
-    if run.error is not None:
-        raise run.error
-    return _json(run.response)
+    return await reply(request, turn, run, responses_request.stream, EVENTS, lambda: run.response)
 
 
 async def _start_turn(model, responses_request: ResponsesRequest, history: list[dict]) -> ChatTurn:
@@ -96,7 +87,7 @@ async def _start_background(request: web.Request, run: ResponseRun, state: Respo
     job = state.start_background(run)
     if stream:
         return await stream_events(request, job.follow(), EVENTS)
-    return _json(run.events.snapshot())
+    return json_response(run.events.snapshot())
 
 
 async def retrieve_response(request: web.Request) -> web.StreamResponse:
@@ -109,7 +100,7 @@ async def retrieve_response(request: web.Request) -> web.StreamResponse:
             raise openai_errors.invalid_request("Only background responses can be streamed again.", "stream")
         after = _query_int(request, "starting_after", -1)
         return await stream_events(request, job.follow(after), EVENTS)
-    return _json(entry.response)
+    return json_response(entry.response)
 
 
 async def delete_response(request: web.Request) -> web.Response:
@@ -117,7 +108,7 @@ async def delete_response(request: web.Request) -> web.Response:
     response_id = request.match_info["response_id"]
     state.find(response_id)
     state.store.delete(response_id)
-    return _json(deleted(response_id))
+    return json_response(deleted(response_id))
 
 
 async def cancel_response(request: web.Request) -> web.Response:
@@ -130,7 +121,7 @@ async def cancel_response(request: web.Request) -> web.Response:
     if job is not None and not job.done:
         job.cancel()
         await job.wait_cancelled()
-    return _json(entry.response)
+    return json_response(entry.response)
 
 
 async def list_input_items(request: web.Request) -> web.Response:
@@ -144,7 +135,7 @@ async def list_input_items(request: web.Request) -> web.Response:
         if after not in ids:
             raise openai_errors.invalid_value("after", f"Invalid 'after': no input item with id '{after}'.")
         items = items[ids.index(after) + 1:]
-    return _json(item_list(items[:limit], has_more=len(items) > limit))
+    return json_response(item_list(items[:limit], has_more=len(items) > limit))
 
 
 async def count_input_tokens(request: web.Request) -> web.Response:
@@ -154,7 +145,7 @@ async def count_input_tokens(request: web.Request) -> web.Response:
     model.check_model(responses_request.model)
     history = request.app[RESPONSES].history(responses_request.previous_response_id)
     count = await count_prompt_tokens(model, chat_body(responses_request, history), PARAMS)
-    return _json(input_tokens(count))
+    return json_response(input_tokens(count))
 
 
 def _query_flag(request: web.Request, name: str) -> bool:
@@ -175,6 +166,3 @@ def _query_int(request: web.Request, name: str, default: int, minimum: int | Non
         raise openai_errors.invalid_type(name, "an integer", raw) from None
     return fields.integer(value, name, minimum, maximum)
 
-
-def _json(payload: dict) -> web.Response:
-    return web.Response(body=orjson.dumps(payload), content_type="application/json")

@@ -71,7 +71,9 @@ async def benchmark(args) -> list[dict]:
     base = args.base_url.rstrip("/").removesuffix("/v1")
     endpoint = Endpoint(base + args.endpoint, "chat" in args.endpoint, headers)
     timeout = aiohttp.ClientTimeout(total=args.timeout)
-    connector = aiohttp.TCPConnector(limit=0)
+    # A connection per request, as vLLM's benchmark does: a server that closes idle keep-alive connections
+    # (llama-server) would otherwise fail requests written onto a pooled connection it had just closed.
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         model = args.model or await _first_model(session, base, headers)
         probe_prompt = make_prompts(1, 2, args.token_id_range, args.seed, endpoint.chat)[0]

@@ -37,17 +37,20 @@ def num_query_blocks(num_tokens: int, num_seqs: int, block_q: int) -> int:
     return max(1, min(num_tokens, num_tokens // block_q + num_seqs))
 
 
-def _blocks_per_seq(query_start_loc, block_q):
-    query_lens = jnp.maximum(query_start_loc[1:] - query_start_loc[:-1], 0)
+def _blocks_per_seq(query_start_loc, block_q, query_lens=None):
+    if query_lens is None:
+        query_lens = jnp.maximum(query_start_loc[1:] - query_start_loc[:-1], 0)
     blocks = (query_lens + block_q - 1) // block_q
     return query_lens, blocks, jnp.cumsum(blocks) - blocks
 
 
 def query_blocks(query_start_loc, context_lens, *, num_blocks: int, block_q: int,
-                 sliding_window: int | None = None) -> QueryBlocks:
-    """Query blocks in sequence order: sequence 0's blocks first, then sequence 1's, ..."""
+                 sliding_window: int | None = None, query_lens=None) -> QueryBlocks:
+    """Query blocks in sequence order: sequence 0's blocks first, then sequence 1's, ...
+
+    `query_lens` ([S], each 0 or the sequence's full query length) leaves the sequences given 0 out."""
     num_seqs = context_lens.shape[0]
-    query_lens, blocks, first_block = _blocks_per_seq(query_start_loc, block_q)
+    query_lens, blocks, first_block = _blocks_per_seq(query_start_loc, block_q, query_lens)
     b = jnp.arange(num_blocks, dtype=jnp.int32)
     seq = jnp.searchsorted(first_block + blocks, b, side="right").astype(jnp.int32)
     active = seq < num_seqs
@@ -64,15 +67,15 @@ def query_blocks(query_start_loc, context_lens, *, num_blocks: int, block_q: int
                        i32(first_position), i32(kv_start), i32(kv_end))
 
 
-def token_slots(query_start_loc, num_tokens: int, block_q: int) -> TokenSlots:
-    """The inverse map of query_blocks: token t -> (block, row)."""
+def token_slots(query_start_loc, num_tokens: int, block_q: int, query_lens=None) -> TokenSlots:
+    """The inverse map of query_blocks: token t -> (block, row); tokens of sequences left out are not valid."""
     num_seqs = query_start_loc.shape[0] - 1
-    _, _, first_block = _blocks_per_seq(query_start_loc, block_q)
+    lens, _, first_block = _blocks_per_seq(query_start_loc, block_q, query_lens)
     t = jnp.arange(num_tokens, dtype=jnp.int32)
     seq = jnp.searchsorted(query_start_loc[1:], t, side="right").astype(jnp.int32)
     seq = jnp.minimum(seq, num_seqs - 1)
     local = t - query_start_loc[seq]
-    valid = t < query_start_loc[seq + 1]
+    valid = (t < query_start_loc[seq + 1]) & (local < lens[seq])
     block_ids = jnp.where(valid, first_block[seq] + local // block_q, 0)
     rows = jnp.where(valid, local % block_q, 0)
     return TokenSlots(block_ids.astype(jnp.int32), rows.astype(jnp.int32), valid)

@@ -8,10 +8,17 @@ Cost follows the real context, never the pool or the padded block-table width:
   (a while loop whose trip count is the block's own chunk count), gathering only those pages straight from the
   stacked [L, num_pages, page_size, Hkv, D] cache: no layer slice is ever materialised.
 
-Blocks run side by side (vmap: one batched gather and dot per chunk) or, with batch_invariant, one at a time
-(lax.map), so a block's arithmetic never depends on what else is in the step. A chunk that a block does not
-need is masked to an exact no-op, so a block's result never depends on how many chunks its neighbours need.
+Decode tokens (sequences with one new token) run in one-token blocks side by side (vmap: one batched gather
+and dot per chunk). Prefill blocks run one at a time (lax.map): under vmap a while loop runs every block for
+the longest block's trip count, so idle blocks (a step pads to T // block_q + S of them) and a prefill's
+early, causally short blocks would each cost the longest block's work (4-6x a step's attention on CPU). A
+step carrying both runs the two passes, each over its own sequences. With batch_invariant, one pass of
+block_q-token blocks, one at a time, so a block's arithmetic never depends on what else is in the step. A
+chunk that a block does not need is masked to an exact no-op, so a block's result never depends on how many
+chunks its neighbours need.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -40,13 +47,32 @@ def xla_paged_attention(
     """Causal GQA attention of each query token over its own sequence's paged context -> [T, Hq, D]."""
     if layer is None:
         layer, k_cache, v_cache = 0, k_cache[None], v_cache[None]
+    pages_per_chunk = min(pages_per_chunk, block_tables.shape[1])
+    sm_scale = q.shape[-1] ** -0.5 if sm_scale is None else sm_scale
+    attend = functools.partial(_attend_blocks, q, k_cache, v_cache, block_tables, context_lens, query_start_loc,
+                               layer=layer, sm_scale=sm_scale, sliding_window=sliding_window, soft_cap=soft_cap,
+                               pages_per_chunk=pages_per_chunk)
+    if batch_invariant:
+        return attend(block_q=block_q, side_by_side=False)
+    if block_q == 1:
+        return attend(block_q=1, side_by_side=True)
+    # A step with prefills: its one-token sequences (decodes) side by side in one-token blocks, the rest one
+    # block at a time; each pass leaves the other's tokens zero.
+    query_lens = query_start_loc[1:] - query_start_loc[:-1]
+    decode = query_lens == 1
+    o = attend(block_q=1, side_by_side=True, query_lens=jnp.where(decode, 1, 0), num_blocks=context_lens.shape[0])
+    return o + attend(block_q=block_q, side_by_side=False, query_lens=jnp.where(decode, 0, query_lens))
+
+
+def _attend_blocks(q, k_cache, v_cache, block_tables, context_lens, query_start_loc, *, layer, sm_scale,
+                   sliding_window, soft_cap, pages_per_chunk, block_q: int, side_by_side: bool, query_lens=None,
+                   num_blocks: int | None = None):
     num_tokens, num_q_heads, head_dim = q.shape
     num_kv_heads = k_cache.shape[-2]
-    sm_scale = head_dim ** -0.5 if sm_scale is None else sm_scale
-    pages_per_chunk = min(pages_per_chunk, block_tables.shape[1])
-    num_blocks = num_query_blocks(num_tokens, context_lens.shape[0], block_q)
+    if num_blocks is None:
+        num_blocks = num_query_blocks(num_tokens, context_lens.shape[0], block_q)
     qb = query_blocks(query_start_loc, context_lens, num_blocks=num_blocks, block_q=block_q,
-                      sliding_window=sliding_window)
+                      sliding_window=sliding_window, query_lens=query_lens)
     rows = jnp.arange(block_q, dtype=jnp.int32)
     q_rows = jnp.clip(qb.token_start[:, None] + rows, 0, num_tokens - 1)
     q_blocks = q[q_rows].reshape(num_blocks, block_q, num_kv_heads, num_q_heads // num_kv_heads, head_dim)
@@ -57,8 +83,8 @@ def xla_paged_attention(
                              sm_scale, sliding_window, soft_cap, pages_per_chunk)
 
     xs = (q_blocks, block_tables[qb.seq_ids], qb.first_position, qb.num_tokens, qb.kv_start, qb.kv_end)
-    o_blocks = jax.lax.map(attend, xs) if batch_invariant else jax.vmap(lambda *a: attend(a))(*xs)
-    slots = token_slots(query_start_loc, num_tokens, block_q)
+    o_blocks = jax.vmap(lambda *a: attend(a))(*xs) if side_by_side else jax.lax.map(attend, xs)
+    slots = token_slots(query_start_loc, num_tokens, block_q, query_lens)
     o = o_blocks[slots.block_ids, slots.rows].reshape(num_tokens, num_q_heads, head_dim)
     return jnp.where(slots.valid[:, None, None], o, 0).astype(q.dtype)
 
