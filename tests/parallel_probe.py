@@ -30,7 +30,13 @@ LOGITS_PROMPT = 2  # the longest golden prompt: its prefill spans several attent
 
 
 def golden_model_outputs(name: str, tp: int, out: dict) -> None:
+    """One golden prompt's prefill and decode logits and its greedy tokens; the batch shapes are few, so the
+    compiles are few (the prefill, the decode step, their samplers and logits)."""
     engine = engine_for(os.path.join(GOLDEN, name), tensor_parallel_size=tp)
+    if name == "llama":
+        out[f"{name}/tp{tp}/memory"] = memory_per_device(engine)
+    if tp == 1:  # TP 1's logits and tokens are tests/test_golden.py's
+        return
     golden = np.load(os.path.join(GOLDEN, name, "golden.npz"))
     prompt = golden[f"prompt_{LOGITS_PROMPT}"].tolist()
     req = new_request("logits")
@@ -41,19 +47,8 @@ def golden_model_outputs(name: str, tp: int, out: dict) -> None:
         decode.append(forward_logits(engine, tokens, len(tokens) - 1, req)[0])
     out[f"{name}/tp{tp}/decode_logits"] = np.stack(decode)
     engine.block_manager.free(req)
-    greedy_prompts(engine, golden, f"{name}/tp{tp}", out)
-    if name == "llama":
-        out[f"{name}/tp{tp}/memory"] = memory_per_device(engine)
-
-
-def greedy_prompts(engine: LLMEngine, golden, key: str, out: dict, max_tokens: int = 8) -> None:
-    prompts = [i for i in range(10) if f"prompt_{i}" in golden]
-    for i in prompts:
-        engine.add_request(f"g{i}", golden[f"prompt_{i}"].tolist(),
-                           SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True))
-    generated = run_to_completion(engine)
-    for i in prompts:
-        out[f"{key}/greedy_{i}"] = np.asarray(generated[f"g{i}"])
+    engine.add_request("greedy", prompt, SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True))
+    out[f"{name}/tp{tp}/greedy"] = np.asarray(run_to_completion(engine)["greedy"])
 
 
 def memory_per_device(engine: LLMEngine) -> np.ndarray:
@@ -107,7 +102,7 @@ async def data_parallel_facts() -> dict:
 def main(out_dir: str) -> None:
     out: dict = {}
     for name in GOLDEN_MODELS:
-        for tp in TP_SIZES if name == "llama" else TP_SIZES[1:]:  # TP 1 of each is tests/test_golden.py's
+        for tp in TP_SIZES if name == "llama" else TP_SIZES[1:]:
             golden_model_outputs(name, tp, out)
     default_model = load_checkpoint(default_model_path())
     for tp in TP_SIZES:
