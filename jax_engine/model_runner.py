@@ -143,7 +143,11 @@ class ModelRunner:
         samplers = [(i, s.request) for i, s in enumerate(out.scheduled) if s.samples]
         bitmask = self._grammar_bitmask(samplers, batch.num_seqs)  # the forward is dispatched, not done
         prompt_logprobs = self._collect_prompt_logprobs(out, batch.token_ids.shape[0])
-        sampled = self._sample(samplers, batch.num_seqs, bitmask) if samplers else {}
+        if samplers:
+            sampled = self._sample(samplers, batch.num_seqs, bitmask)
+        else:  # a prefill chunk: wait for it here, so the step's measured time is its own, not the next one's
+            sampled = {}
+            jax.block_until_ready(self._step_logits)
         return ModelRunnerOutput(sampled, prompt_logprobs)
 
     # ---- device ops: what every process of a multi-host run executes, in the same order ----------------------
