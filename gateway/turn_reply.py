@@ -3,7 +3,7 @@ JSON body once the run has finished. Either way the engine request is closed and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 import orjson
@@ -18,7 +18,7 @@ from gateway.state import SUMMARY
 class TurnRun(Protocol):
     error: OpenAIError | None
 
-    def batches(self) -> AsyncIterator[list[dict]]: ...
+    def batches(self) -> AsyncGenerator[list[dict], None]: ...
 
     async def run(self) -> None: ...
 
