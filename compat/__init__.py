@@ -21,6 +21,7 @@ from compat.completion import (
     completion_usage_chunk,
     parse_completion_request,
 )
+from compat.embeddings import EmbeddingRequest, check_input_count, embedding_response, parse_embedding_request
 from compat.errors import OpenAIError
 from compat.generation import GenerationRequest
 from compat.logprobs import TokenLogprob, TopLogprob
@@ -37,6 +38,7 @@ __all__ = [
     "CompletionChoiceData",
     "CompletionRequest",
     "DEFAULT_CHAT_TEMPLATE",
+    "EmbeddingRequest",
     "FunctionTool",
     "GenerationRequest",
     "NamedToolChoice",
@@ -49,15 +51,18 @@ __all__ = [
     "chat_chunk",
     "chat_response",
     "chat_usage_chunk",
+    "check_input_count",
     "completion_chunk",
     "completion_response",
     "completion_usage_chunk",
     "content_delta",
     "decode_json_body",
+    "embedding_response",
     "model_card",
     "model_list",
     "parse_chat_request",
     "parse_completion_request",
+    "parse_embedding_request",
     "check_sequences_per_request",
     "role_delta",
     "tool_call_delta",

@@ -138,6 +138,16 @@ def prompt_too_large(max_model_len: int, max_bytes: int, param: str = "messages"
     return invalid_request(message, param, "context_length_exceeded")
 
 
+def api_not_supported(model: str, api: str, task: str) -> OpenAIError:
+    """The model is served for another task (vLLM answers so for a route its runner has no handler for)."""
+    if task == "embed":
+        detail = "it is served with --task embed, for /v1/embeddings only"
+    else:
+        detail = "it is served for generation; an embedding model is served with --task embed"
+    return invalid_request(f"The model `{model}` does not support the {api}: {detail}.", "model",
+                           "model_not_supported")
+
+
 def invalid_json(detail: str | None = None) -> OpenAIError:
     message = (
         "We could not parse the JSON body of your request. The API expects a JSON payload, "

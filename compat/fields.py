@@ -35,8 +35,10 @@ def number(
 
 
 def integer(value: object, param: str, minimum: int | None = None, maximum: int | None = None) -> int | None:
-    if value is None:
-        return None
+    return None if value is None else integer_value(value, param, minimum, maximum)
+
+
+def integer_value(value: object, param: str, minimum: int | None = None, maximum: int | None = None) -> int:
     # 5.0 is accepted as 5 (as pydantic, and so vLLM, do); 5.5 is not an integer.
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         value = int(value)
@@ -77,8 +79,10 @@ def object_value(value: object, param: str) -> dict:
 
 
 def array(value: object, param: str, min_length: int = 0, max_length: int | None = None) -> list | None:
-    if value is None:
-        return None
+    return None if value is None else array_value(value, param, min_length, max_length)
+
+
+def array_value(value: object, param: str, min_length: int = 0, max_length: int | None = None) -> list:
     if not isinstance(value, list):
         raise errors.invalid_type(param, "an array", value)
     if len(value) < min_length:
@@ -116,6 +120,10 @@ def required_string(body: dict, key: str, param: str) -> str:
 
 def required_object(body: dict, key: str, param: str) -> dict:
     return object_value(required(body, key, param), param)
+
+
+def required_array(body: dict, key: str, param: str) -> list:
+    return array_value(required(body, key, param), param)
 
 
 def required_choice(body: dict, key: str, param: str, allowed: tuple[str, ...]) -> str:

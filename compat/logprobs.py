@@ -33,6 +33,12 @@ def wire_logprob(logprob: float) -> float:
     return float(logprob)
 
 
+def position_logprob(position: TokenLogprob) -> float:
+    """The position's logprob on a wire that has no null for it (chat, Responses): the unscored first prompt
+    token gets the floor."""
+    return wire_logprob(LOGPROB_FLOOR if position.logprob is None else position.logprob)
+
+
 def completion_logprobs(positions: Sequence[TokenLogprob], text_offset: int = 0) -> dict:
     """The legacy /v1/completions `logprobs` object.
 
@@ -66,7 +72,7 @@ def _top_logprob_map(position: TokenLogprob) -> dict[str, float] | None:
 def _chat_token_logprob(position: TokenLogprob) -> dict:
     return {
         "token": position.token,
-        "logprob": wire_logprob(LOGPROB_FLOOR if position.logprob is None else position.logprob),
+        "logprob": position_logprob(position),
         "bytes": _bytes(position.token, position.token_bytes),
         "top_logprobs": [
             {

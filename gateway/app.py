@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -12,6 +12,7 @@ from gateway import (
     middlewares,
     routes_chat,
     routes_completions,
+    routes_embeddings,
     routes_messages,
     routes_models,
     routes_ops,
@@ -25,8 +26,10 @@ from gateway.model_slot import EngineOrFactory, ModelSlot
 from gateway.response_store import ResponseStore
 from gateway.responses_state import ResponsesState
 from gateway.server_config import ServerConfig
-from gateway.state import IN_FLIGHT, METRICS, MODEL_SLOT, REQUEST_ID, RESPONSES, SERVER_CONFIG
+from gateway.state import IN_FLIGHT, METRICS, MODEL_SLOT, REQUEST_ID, RESPONSES, SERVER_CONFIG, serving_model
 from gateway.worker_pool import WorkerPool
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(engine: EngineOrFactory, config: ServerConfig) -> web.Application:
@@ -62,17 +65,28 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/models", routes_models.list_models)
     app.router.add_get("/v1/models/{model:.+}", routes_models.retrieve_model)
     for path, handler in (("/tokenize", routes_tokenize.tokenize), ("/detokenize", routes_tokenize.detokenize),
-                          ("/v1/completions", routes_completions.create_completion),
-                          ("/v1/chat/completions", routes_chat.create_chat_completion),
-                          ("/v1/responses", routes_responses.create_response),
+                          ("/v1/completions", _generating(routes_completions.create_completion, "Completions API")),
+                          ("/v1/chat/completions", _generating(routes_chat.create_chat_completion,
+                                                               "Chat Completions API")),
+                          ("/v1/responses", _generating(routes_responses.create_response, "Responses API")),
                           ("/v1/responses/input_tokens", routes_responses.count_input_tokens),
-                          ("/v1/messages", routes_messages.create_message),
-                          ("/v1/messages/count_tokens", routes_messages.count_tokens)):
+                          ("/v1/messages", _generating(routes_messages.create_message, "Messages API")),
+                          ("/v1/messages/count_tokens", routes_messages.count_tokens),
+                          ("/v1/embeddings", routes_embeddings.create_embedding)):
         app.router.add_post(path, handler, expect_handler=expect_continue)
     app.router.add_get("/v1/responses/{response_id}", routes_responses.retrieve_response)
     app.router.add_delete("/v1/responses/{response_id}", routes_responses.delete_response)
     app.router.add_post("/v1/responses/{response_id}/cancel", routes_responses.cancel_response)
     app.router.add_get("/v1/responses/{response_id}/input_items", routes_responses.list_input_items)
+
+
+def _generating(handler: Handler, api: str) -> Handler:
+    """A generation route: on a model served with --task embed it answers 400 before reading the body."""
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        serving_model(request).require_task("generate", api)
+        return await handler(request)
+
+    return guarded
 
 
 def _response_store(config: ServerConfig) -> ResponseStore | None:

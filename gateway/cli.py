@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "engine", True) is False:
             return args.handler(args) or 0
         problem = check_engine_args(args)
+        if problem is None and args.command != "serve" and args.task == "embed":
+            problem = "--task embed is served by `cortexstream serve` (POST /v1/embeddings)"
         if problem is not None:
             parser.error(problem)
         return args.handler(args, engine_config(args)) or 0

@@ -20,6 +20,15 @@ def check_engine_args(args: argparse.Namespace) -> str | None:
     if args.max_num_batched_tokens < args.max_num_seqs:
         return (f"--max-num-batched-tokens ({args.max_num_batched_tokens}) must be at least --max-num-seqs "
                 f"({args.max_num_seqs}): every running sequence needs a token per step")
+    if args.pooler_config is not None:
+        if args.task != "embed":
+            return "--pooler-config applies to --task embed only"
+        from jax_engine.config import ConfigError
+        from jax_engine.pooler import PoolerConfig
+        try:
+            PoolerConfig.from_dict(args.pooler_config)
+        except ConfigError as e:
+            return str(e)
     return None
 
 

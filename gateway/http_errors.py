@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from compat import GenerationRequest, OpenAIError
+from compat import EmbeddingRequest, GenerationRequest, OpenAIError
 from compat import anthropic as messages_api
 from compat import errors as openai_errors
 from jax_engine import (
@@ -58,7 +58,7 @@ def from_http_exception(exc: web.HTTPException, request: web.Request, max_body_b
                        else openai_errors.SERVER_ERROR)
 
 
-def from_refusal(exc: Exception, request: GenerationRequest, prompt_index: int = 0) -> OpenAIError:
+def from_refusal(exc: Exception, request: GenerationRequest | EmbeddingRequest, prompt_index: int = 0) -> OpenAIError:
     """Why the engine would not admit a request, in OpenAI's terms: the one place an engine field becomes
     the request's `param` (each API surface names its own fields)."""
     if isinstance(exc, ContextLengthExceeded):

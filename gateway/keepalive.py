@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TypeVar
 
 T = TypeVar("T")
 
 
-async def with_keepalive(source: AsyncGenerator[T, None], interval: float) -> AsyncIterator[T | None]:
+async def with_keepalive(source: AsyncGenerator[T, None], interval: float) -> AsyncGenerator[T | None, None]:
     """The items of `source`, and None each time `interval` seconds pass without one. The wait for the next
     item is never cancelled by the timer, only when this iterator is closed (which closes `source` too)."""
     try:

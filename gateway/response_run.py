@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from compat import OpenAIError
 from compat import errors as openai_errors
@@ -36,7 +36,7 @@ class ResponseRun:
         turn = self.turn
         return usage(turn.num_prompt_tokens, turn.num_output_tokens, turn.num_cached_tokens)
 
-    async def batches(self) -> AsyncIterator[list[dict]]:
+    async def batches(self) -> AsyncGenerator[list[dict], None]:
         """Every event, from response.created to the terminal one. A failure of the engine ends the stream with
         an error event and response.failed. The engine request is closed on every way out (a client gone,
         a cancel), and the response is stored once it has ended."""
@@ -94,7 +94,7 @@ class BackgroundResponse:
             self._changed.set()
             self._changed = asyncio.Event()
 
-    async def follow(self, after: int = -1) -> AsyncIterator[list[dict]]:
+    async def follow(self, after: int = -1) -> AsyncGenerator[list[dict], None]:
         """The events with a sequence number above `after`, as they come, until the response ends."""
         sent = after + 1
         while True:

@@ -32,8 +32,14 @@ class ResponsesState:
     def find(self, response_id: str) -> StoredResponse:
         entry = self.store.get(response_id) if self.store is not None else None
         if entry is None:
-            raise OpenAIError(404, f"Response with id '{response_id}' not found.", code="not_found")
+            raise _not_found(response_id)
         return entry
+
+    def delete(self, response_id: str) -> None:
+        """Forgets a stored response, cancelling it if it runs in the background; 404 as in find()."""
+        if self.store is None or self.store.get(response_id) is None:
+            raise _not_found(response_id)
+        self.store.delete(response_id)
 
     def start_background(self, run: ResponseRun) -> BackgroundResponse:
         response_id = run.response["id"]
@@ -53,3 +59,7 @@ class ResponsesState:
         for job in jobs:
             job.cancel()
         await asyncio.gather(*(job.task for job in jobs), return_exceptions=True)
+
+
+def _not_found(response_id: str) -> OpenAIError:
+    return OpenAIError(404, f"Response with id '{response_id}' not found.", code="not_found")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from aiohttp import web
@@ -62,7 +62,7 @@ class MessageRun:
         self.stop_sequences = stop_sequences
         self.error: OpenAIError | None = None
 
-    async def batches(self) -> AsyncIterator[list[dict]]:
+    async def batches(self) -> AsyncGenerator[list[dict], None]:
         """message_start to message_stop, with a ping whenever the engine has been quiet for ping_interval; a
         failure of the engine mid-stream is an `error` event. The engine request is closed on every way out."""
         try:

@@ -17,7 +17,7 @@ from compat.responses.objects import deleted, input_tokens, item_list, response_
 from gateway.body import read_json
 from gateway.chat_turn import ChatTurn, count_prompt_tokens, start_turn
 from gateway.response_run import ResponseRun
-from gateway.response_store import StoredResponse
+from gateway.response_store import ResponseStore, StoredResponse
 from gateway.responses_state import ResponsesState
 from gateway.sse import Framing, named_event, stream_events
 from gateway.state import REQUEST_ID, RESPONSES, serving_model
@@ -45,16 +45,21 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if responses_request.ignored_fields:
         logger.debug("request %s: ignoring unknown fields %s", request[REQUEST_ID], responses_request.ignored_fields)
     state = request.app[RESPONSES]
-    if responses_request.background and state.store is None:
-        raise openai_errors.invalid_request(
-            "Background responses need the response store, which this server runs without (--no-responses-store).",
-            "background")
+    background_store = _background_store(state) if responses_request.background else None
     history = state.history(responses_request.previous_response_id)
     turn = await _start_turn(model, responses_request, history)
     run = _new_run(responses_request, model.name, turn, history, state)
-    if responses_request.background:
-        return await _start_background(request, run, state, responses_request.stream)
+    if background_store is not None:
+        return await _start_background(request, run, state, background_store, responses_request.stream)
     return await reply(request, turn, run, responses_request.stream, EVENTS, lambda: run.response)
+
+
+def _background_store(state: ResponsesState) -> ResponseStore:
+    if state.store is None:
+        raise openai_errors.invalid_request(
+            "Background responses need the response store, which this server runs without (--no-responses-store).",
+            "background")
+    return state.store
 
 
 async def _start_turn(model, responses_request: ResponsesRequest, history: list[dict]) -> ChatTurn:
@@ -81,9 +86,9 @@ def _new_run(responses_request: ResponsesRequest, model_name: str, turn, history
     return ResponseRun(turn, events, entry, state.store if responses_request.store else None)
 
 
-async def _start_background(request: web.Request, run: ResponseRun, state: ResponsesState,
+async def _start_background(request: web.Request, run: ResponseRun, state: ResponsesState, store: ResponseStore,
                             stream: bool) -> web.StreamResponse:
-    state.store.put(run.entry)
+    store.put(run.entry)
     job = state.start_background(run)
     if stream:
         return await stream_events(request, job.follow(), EVENTS)
@@ -106,8 +111,7 @@ async def retrieve_response(request: web.Request) -> web.StreamResponse:
 async def delete_response(request: web.Request) -> web.Response:
     state = request.app[RESPONSES]
     response_id = request.match_info["response_id"]
-    state.find(response_id)
-    state.store.delete(response_id)
+    state.delete(response_id)
     return json_response(deleted(response_id))
 
 
@@ -164,5 +168,5 @@ def _query_int(request: web.Request, name: str, default: int, minimum: int | Non
         value = int(raw)
     except ValueError:
         raise openai_errors.invalid_type(name, "an integer", raw) from None
-    return fields.integer(value, name, minimum, maximum)
+    return fields.integer_value(value, name, minimum, maximum)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from compat import ChatRequest, ChatTemplate, GenerationRequest
+from compat import ChatRequest, ChatTemplate, EmbeddingRequest, GenerationRequest
 from compat import errors as openai_errors
 from gateway.http_errors import from_refusal
 from gateway.logprobs import LogprobFormatter
@@ -14,7 +14,7 @@ from gateway.metrics import Metrics
 from gateway.request_stream import RequestStream
 from gateway.sampling import ModelDefaults
 from gateway.worker_pool import WorkerPool
-from jax_engine import EngineClient, EngineError, QueueFull, RequestValidationError, SamplingParams
+from jax_engine import EngineClient, EngineError, PoolingParams, QueueFull, RequestValidationError, SamplingParams
 from jax_engine.tokenizer import Tokenizer
 
 
@@ -27,6 +27,7 @@ class ServingModel:
         self.workers = workers
         self.created = int(time.time())
         self.tokenizer = engine.tokenizer
+        self.task = engine.task  # generate or embed: which APIs it answers
         limits = engine.limits
         self.max_model_len = limits.max_model_len
         self.vocab_size = limits.vocab_size
@@ -41,6 +42,11 @@ class ServingModel:
     def check_model(self, requested: str | None) -> None:
         if requested is not None and requested not in self.names:
             raise openai_errors.model_not_found(requested)
+
+    def require_task(self, task: str, api: str) -> None:
+        """A 400 for an API the model is not served for (chat on an embedding model, embeddings on a generator)."""
+        if self.task != task:
+            raise openai_errors.api_not_supported(self.name, api, self.task)
 
     def require_tokenizer(self, param: str) -> Tokenizer:
         if self.tokenizer is None:
@@ -87,19 +93,19 @@ class ServingModel:
                                      f"[0, {self.vocab_size}).")
 
     # ---- the engine (event loop) ----------------------------------------------------------------
-    async def admit(self, request: GenerationRequest, prompt_token_ids: list[int], params: SamplingParams,
-                    prompt_index: int = 0) -> RequestStream:
+    async def admit(self, request: GenerationRequest | EmbeddingRequest, prompt_token_ids: list[int],
+                    params: SamplingParams | PoolingParams, prompt_index: int = 0) -> RequestStream:
         """Hand one prompt to the engine; raises OpenAIError if the engine refuses it."""
         try:
-            if params.structured_output is not None:
+            if isinstance(params, SamplingParams) and params.structured_output is not None:
                 await self.workers.run(self.engine.compile_structured_output, params.structured_output)
             handle = self.engine.add_request(uuid.uuid4().hex, prompt_token_ids, params)
         except (RequestValidationError, QueueFull, EngineError) as e:
             raise from_refusal(e, request, prompt_index) from e
         return RequestStream(handle, self.metrics.tracker(handle.arrival_ns))
 
-    async def admit_all(self, request: GenerationRequest,
-                        prompts: list[tuple[list[int], SamplingParams]]) -> list[RequestStream]:
+    async def admit_all(self, request: GenerationRequest | EmbeddingRequest,
+                        prompts: list[tuple[list[int], SamplingParams | PoolingParams]]) -> list[RequestStream]:
         """Admit every prompt or none: a refusal closes the ones already admitted."""
         streams: list[RequestStream] = []
         try:

@@ -18,10 +18,11 @@ from jax_engine.errors import (
 )
 from jax_engine.loader import load_checkpoint as load_model
 from jax_engine.outputs import RequestOutput, RequestTiming, TokenLogprobs
+from jax_engine.pooling_params import PoolingParams
 from jax_engine.sampling_params import SamplingParams
 from jax_engine.structured_output import StructuredOutputParams
 
 __all__ = ["AsyncEngine", "ContextLengthExceeded", "EngineClient", "EngineConfig", "EngineDead", "EngineError",
-           "EngineLimits", "EngineShutdown", "EngineStats", "ModelConfig", "QueueFull", "RequestField",
+           "EngineLimits", "EngineShutdown", "EngineStats", "ModelConfig", "PoolingParams", "QueueFull", "RequestField",
            "RequestHandle", "RequestOutput", "RequestTiming", "RequestValidationError", "SamplingParams",
            "StructuredOutputParams", "TokenLogprobs", "load_model"]

@@ -19,6 +19,7 @@ from jax_engine.engine_client import EngineLimits, EngineStats
 from jax_engine.errors import EngineDead, EngineError, EngineShutdown, QueueFull, RequestField, RequestValidationError
 from jax_engine.llm_engine import LLMEngine
 from jax_engine.outputs import RequestOutput
+from jax_engine.pooling_params import PoolingParams
 from jax_engine.sampling_params import SamplingParams
 from jax_engine.structured_output.params import StructuredOutputParams
 from jax_engine.tokenizer import Tokenizer
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 class _Add:
     request_id: str
     prompt_token_ids: list[int]
-    params: SamplingParams
+    params: SamplingParams | PoolingParams
     arrival_ns: int
 
 
@@ -110,6 +111,10 @@ class AsyncEngine:
         return self.core.limits
 
     @property
+    def task(self) -> str:
+        return self.core.task
+
+    @property
     def generation_defaults(self) -> Mapping[str, float | int]:
         return self.core.generation_defaults
 
@@ -134,7 +139,7 @@ class AsyncEngine:
 
     # ---- caller side (event loop) --------------------------------------------------------------
     def add_request(self, request_id: str, prompt_token_ids: list[int],
-                    params: SamplingParams) -> AsyncRequestHandle:
+                    params: SamplingParams | PoolingParams) -> AsyncRequestHandle:
         """Admit the request or raise why not: this is the one place a request is validated."""
         if self.error is not None:
             raise EngineDead(f"the engine has failed: {self.error}")
@@ -154,7 +159,7 @@ class AsyncEngine:
         return handle
 
     async def generate(self, request_id: str, prompt_token_ids: list[int],
-                       params: SamplingParams) -> AsyncIterator[RequestOutput]:
+                       params: SamplingParams | PoolingParams) -> AsyncIterator[RequestOutput]:
         handle = self.add_request(request_id, prompt_token_ids, params)
         try:
             async for out in handle:

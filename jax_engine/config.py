@@ -11,19 +11,52 @@ SUPPORTED_ARCHITECTURES = (
     "MistralForCausalLM",
     "Qwen2ForCausalLM",
     "Qwen3ForCausalLM",
+    "Qwen3Model",
+    "MixtralForCausalLM",
+    "Qwen2MoeForCausalLM",
+    "Qwen3MoeForCausalLM",
 )
+# Base models without an LM head (Qwen3-Embedding checkpoints may say Qwen3Model): they serve --task embed only.
+HEADLESS_ARCHITECTURES = ("Qwen3Model",)
 
 
 # config.json keys --hf-overrides may change (vLLM's flag): how positions are read. Keys that shape the weights
 # cannot change once a checkpoint is written.
-HF_OVERRIDABLE = ("rope_scaling", "rope_parameters", "rope_theta", "max_position_embeddings", "sliding_window")
+HF_OVERRIDABLE = ("rope_scaling", "rope_parameters", "rope_theta", "max_position_embeddings", "sliding_window",
+                  "is_matryoshka", "matryoshka_dimensions")
 # RoPE scalings whose factor stretches the context the model was trained on (vLLM derives max_model_len so);
 # llama3's checkpoints already state the stretched length in max_position_embeddings.
 CONTEXT_STRETCHING_ROPE = ("yarn", "linear")
 
 
+QKV_BIAS = ("Qwen2ForCausalLM", "Qwen2MoeForCausalLM")
+QK_NORM = ("Qwen3ForCausalLM", "Qwen3Model", "Qwen3MoeForCausalLM")
+QWEN_SLIDING_WINDOW_FLAG = ("Qwen2ForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM")
+
+
 class ConfigError(ValueError):
     pass
+
+
+def moe_fields(arch: str, d: dict) -> dict:
+    """The experts of a MoE config.json (Mixtral's and Qwen's spellings); none for a dense model."""
+    if arch == "MixtralForCausalLM":
+        fields = dict(num_experts=int(d["num_local_experts"]), num_experts_per_tok=int(d["num_experts_per_tok"]),
+                      moe_intermediate_size=int(d["intermediate_size"]), norm_topk_prob=True)
+    elif arch in ("Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"):
+        if int(d.get("decoder_sparse_step", 1)) != 1 or d.get("mlp_only_layers"):
+            raise ConfigError("only MoE models whose every layer is sparse are supported (decoder_sparse_step 1, "
+                              "no mlp_only_layers)")
+        fields = dict(num_experts=int(d["num_experts"]), num_experts_per_tok=int(d["num_experts_per_tok"]),
+                      moe_intermediate_size=int(d["moe_intermediate_size"]),
+                      norm_topk_prob=bool(d.get("norm_topk_prob", False)),
+                      shared_expert_intermediate_size=int(d.get("shared_expert_intermediate_size") or 0))
+    else:
+        return {}
+    if not 0 < fields["num_experts_per_tok"] <= fields["num_experts"]:
+        raise ConfigError(f"num_experts_per_tok {fields['num_experts_per_tok']} must be between 1 and the "
+                          f"number of experts ({fields['num_experts']})")
+    return fields
 
 
 @dataclass(frozen=True)
@@ -44,6 +77,15 @@ class ModelConfig:
     attention_bias: bool = False
     qk_norm: bool = False
     sliding_window: int | None = None
+    is_matryoshka: bool = False  # embeddings may be truncated to fewer `dimensions` (Matryoshka training)
+    matryoshka_dimensions: tuple[int, ...] | None = None  # the only truncations it was trained for, if it says
+    # Mixture of experts (0 experts: a dense MLP): every layer's MLP is `num_experts` experts of
+    # `moe_intermediate_size`, `num_experts_per_tok` of them per token, plus an optional shared expert.
+    num_experts: int = 0
+    num_experts_per_tok: int = 0
+    moe_intermediate_size: int = 0
+    norm_topk_prob: bool = False
+    shared_expert_intermediate_size: int = 0
 
     @classmethod
     def from_hf_dict(cls, d: dict, source: str = "config.json") -> ModelConfig:
@@ -56,7 +98,7 @@ class ModelConfig:
             num_heads = int(d["num_attention_heads"])
             hidden = int(d["hidden_size"])
             sliding = d.get("sliding_window")
-            if arch == "Qwen2ForCausalLM" and not d.get("use_sliding_window", False):
+            if arch in QWEN_SLIDING_WINDOW_FLAG and not d.get("use_sliding_window", False):
                 sliding = None
             rope_params = d.get("rope_parameters") or {}
             max_positions = int(d.get("max_position_embeddings", 2048))
@@ -74,11 +116,16 @@ class ModelConfig:
                 rope_theta=float(d.get("rope_theta") or rope_params.get("rope_theta") or 10000.0),
                 rope_scaling=rope_scaling,
                 max_position_embeddings=max_positions,
-                tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
-                attention_bias=arch == "Qwen2ForCausalLM" or bool(d.get("attention_bias", False)),
-                qk_norm=arch == "Qwen3ForCausalLM",
+                # a headless model has no lm_head to read; its embedding stands in where a head is built
+                tie_word_embeddings=bool(d.get("tie_word_embeddings", False)) or arch in HEADLESS_ARCHITECTURES,
+                attention_bias=bool(d.get("qkv_bias", arch in QKV_BIAS) or d.get("attention_bias", False)),
+                qk_norm=arch in QK_NORM,
                 sliding_window=int(sliding) if sliding else None,
+                **matryoshka_fields(d),
+                **moe_fields(arch, d),
             )
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"{source}: invalid or missing field: {e}") from None
 
@@ -114,6 +161,7 @@ class ModelConfig:
             theta = overrides.get("rope_theta", rope.get("rope_theta"))
             if theta is not None:
                 changes["rope_theta"] = float(theta)
+            changes.update(matryoshka_fields(overrides))
             if "rope_scaling" in overrides or "rope_parameters" in overrides:
                 max_positions = changes.get("max_position_embeddings", self.max_position_embeddings)
                 scaling = overrides.get("rope_scaling", overrides.get("rope_parameters"))
@@ -121,6 +169,18 @@ class ModelConfig:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"--hf-overrides: {e}") from None
         return self.replace(**changes)
+
+
+def matryoshka_fields(d: dict) -> dict:
+    """is_matryoshka and matryoshka_dimensions from config.json (or --hf-overrides), as vLLM reads them; a list
+    of dimensions implies the first."""
+    fields: dict = {}
+    if "matryoshka_dimensions" in d and d["matryoshka_dimensions"] is not None:
+        fields["matryoshka_dimensions"] = tuple(int(x) for x in d["matryoshka_dimensions"])
+        fields["is_matryoshka"] = True
+    if "is_matryoshka" in d:
+        fields["is_matryoshka"] = bool(d["is_matryoshka"]) or "matryoshka_dimensions" in fields
+    return fields
 
 
 def normalized_rope_scaling(scaling: dict | None, max_position_embeddings: int) -> dict | None:
@@ -178,7 +238,8 @@ class EngineConfig:
                           "more than the model allows is refused"})
     hf_overrides: dict | None = field(default=None, metadata={
         "json": True, "help": "JSON of config.json values to use instead of the checkpoint's (rope_scaling, "
-                              "rope_theta, max_position_embeddings, sliding_window), as vLLM's flag; e.g. YaRN for "
+                              "rope_theta, max_position_embeddings, sliding_window, is_matryoshka, "
+                              "matryoshka_dimensions), as vLLM's flag; e.g. YaRN for "
                               "twice the context: '{\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 2.0, "
                               "\"original_max_position_embeddings\": 8192}}'"})
     block_size: int = field(default=16, metadata={"power_of_two": True, "help": "tokens per KV-cache block (page)"})
@@ -204,6 +265,14 @@ class EngineConfig:
                 "step times) stays under this many decode-only steps; 0: always --max-num-batched-tokens"})
     tensor_parallel_size: int = field(default=1, metadata={
         "min": 1, "help": "devices the model is split over (attention heads, MLP columns and rows, vocabulary)"})
+    task: str = field(default="generate", metadata={
+        "help": "generate: completions and chat; embed: /v1/embeddings from a pooling runner (prefill only, no KV "
+                "kept after a request; vLLM's --task embed, --runner pooling in newer vLLM)",
+        "choices": ("generate", "embed")})
+    pooler_config: dict | None = field(default=None, metadata={
+        "json": True, "help": "with --task embed, how hidden states become an embedding, as vLLM's flag: JSON "
+                              "'{\"pooling_type\": \"LAST\" or \"MEAN\", \"normalize\": true or false}' (default "
+                              "LAST, normalized; MEAN turns the prefix cache off)"})
     quantization: str = field(default="auto", metadata={
         "help": "int8: W8A8 matmuls (int8 weights per output channel, int8 activations per token, SmoothQuant "
                 "calibrated at load); auto: int8 on CPU when the checkpoint itself is quantised (GGUF "

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from jax_engine.outputs import RequestOutput
+from jax_engine.pooling_params import PoolingParams
 from jax_engine.sampling_params import SamplingParams
 from jax_engine.structured_output.params import StructuredOutputParams
 from jax_engine.tokenizer import Tokenizer
@@ -61,6 +62,10 @@ class EngineClient(Protocol):
     def limits(self) -> EngineLimits: ...
 
     @property
+    def task(self) -> str:
+        """generate (completions, chat) or embed (pooling requests only: PoolingParams, outputs with `embedding`)."""
+
+    @property
     def generation_defaults(self) -> Mapping[str, float | int]:
         """The checkpoint's sampling defaults (generation_config.json): temperature, top_p, top_k, ..."""
 
@@ -72,11 +77,12 @@ class EngineClient(Protocol):
 
     def shutdown(self) -> None: ...
 
-    def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams) -> RequestHandle:
+    def add_request(self, request_id: str, prompt_token_ids: list[int],
+                    params: SamplingParams | PoolingParams) -> RequestHandle:
         ...
 
     def generate(self, request_id: str, prompt_token_ids: list[int],
-                 params: SamplingParams) -> AsyncIterator[RequestOutput]:
+                 params: SamplingParams | PoolingParams) -> AsyncIterator[RequestOutput]:
         """add_request, then its outputs; leaving the loop early aborts the request."""
 
     def abort(self, request_id: str) -> None: ...

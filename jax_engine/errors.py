@@ -33,6 +33,8 @@ class RequestField(enum.Enum):
     STOP_TOKEN_IDS = "stop_token_ids"
     LOGIT_BIAS = "logit_bias"
     STRUCTURED_OUTPUT = "structured_output"
+    DIMENSIONS = "dimensions"  # PoolingParams'
+    TASK = "task"  # a generation request to a pooling engine, or the reverse
 
 
 class RequestValidationError(ValueError):

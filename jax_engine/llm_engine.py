@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import jax
 
 from jax_engine.block_manager import BlockManager
-from jax_engine.config import ConfigError, EngineConfig, ModelConfig
+from jax_engine.config import HEADLESS_ARCHITECTURES, ConfigError, EngineConfig, ModelConfig
 from jax_engine.engine_client import EngineLimits, EngineStats
 from jax_engine.errors import RequestField, RequestValidationError
 from jax_engine.kv_cache_spec import kv_cache_spec
@@ -21,6 +21,8 @@ from jax_engine.model_runner import ModelRunner
 from jax_engine.models.registry import model_class
 from jax_engine.output_processor import OutputProcessor
 from jax_engine.outputs import RequestOutput, RequestTiming
+from jax_engine.pooler import Pooler, PoolerConfig
+from jax_engine.pooling_params import PoolingParams
 from jax_engine.quantization import int8_weights, resolve_quantization
 from jax_engine.request import Request
 from jax_engine.sampling_params import SamplingParams
@@ -29,7 +31,7 @@ from jax_engine.sharding import device_groups, tensor_parallel_layout, tp_mesh
 from jax_engine.step_budget import StepBudget
 from jax_engine.structured_output import StructuredOutputManager
 from jax_engine.tokenizer import Tokenizer
-from jax_engine.validation import validate_request
+from jax_engine.validation import validate_pooling_request, validate_request
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,18 @@ def choice_seed(seed: int, index: int) -> int:
     return int.from_bytes(hashlib.blake2b(f"{seed}/{index}".encode(), digest_size=4).digest(), "little")
 
 
+def pooler_config(config: EngineConfig, model_config: ModelConfig) -> PoolerConfig | None:
+    """The pooler of an embed engine; None for a generating one, which needs a model with an LM head."""
+    if config.task == "embed":
+        return PoolerConfig.from_dict(config.pooler_config)
+    if config.pooler_config is not None:
+        raise ConfigError("--pooler-config applies to --task embed only")
+    if model_config.architecture in HEADLESS_ARCHITECTURES:
+        raise ConfigError(f"{model_config.architecture} has no LM head, so it cannot generate: serve it with "
+                          "--task embed")
+    return None
+
+
 def resolve_dtype(name: str):
     if name in ("auto", None):
         return jax.numpy.bfloat16 if jax.default_backend() == "gpu" else jax.numpy.float32
@@ -96,6 +110,8 @@ class LLMEngine:
         model_config = model_config.with_hf_overrides(config.hf_overrides)
         self.model_config = model_config
         self.config = config
+        self.task = config.task
+        pooler = pooler_config(config, model_config)
         self.tokenizer = tokenizer
         self.eos_token_ids = tuple(eos_token_ids)
         self.generation_defaults = dict(generation_defaults or {})
@@ -112,8 +128,10 @@ class LLMEngine:
         self.max_model_len = kv.max_model_len
         self.runner = ModelRunner(model_config, weights, self.dtype, kv.num_blocks, config.block_size,
                                   self.max_model_len, config.max_num_seqs, config.max_num_batched_tokens,
-                                  batch_invariant=config.batch_invariant, mesh=mesh)
-        self.block_manager = BlockManager(kv.num_blocks, config.block_size, config.enable_prefix_caching)
+                                  batch_invariant=config.batch_invariant, pooler=pooler, mesh=mesh)
+        # MEAN pools every prompt position, so none may be skipped as a prefix-cache hit; LAST needs only the last
+        self.block_manager = BlockManager(kv.num_blocks, config.block_size, config.enable_prefix_caching and (
+            pooler is None or pooler.pooling_type == "LAST"))
         self.step_budget = StepBudget(self.runner.token_buckets, config.max_num_batched_tokens,
                                       config.max_decode_slowdown)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
@@ -121,11 +139,12 @@ class LLMEngine:
         self.limits = EngineLimits(self.max_model_len, model_config.vocab_size, kv.num_blocks * kv.block_size)
         self.structured_output = (StructuredOutputManager(tokenizer, model_config.vocab_size, self.eos_token_ids)
                                   if tokenizer is not None else None)
-        self.output_processor = OutputProcessor(self.scheduler, tokenizer, self.max_model_len)
+        self.output_processor = OutputProcessor(self.scheduler, tokenizer, self.max_model_len,
+                                                Pooler(pooler) if pooler is not None else None)
         self.stats = StepStats()
         self.rng = random.Random(config.seed)
         self.warmup_seconds = self.runner.warmup() if config.warmup else 0.0
-        if config.warmup and self.structured_output is not None:
+        if config.warmup and self.structured_output is not None and pooler is None:
             self.structured_output.warmup()
         logger.info("KV cache: %d blocks of %d tokens (%.2f GiB); max_model_len %d; quantization %s; "
                     "batch invariant %s; warmup %.1f s", kv.num_blocks, config.block_size, kv.num_bytes / 2**30,
@@ -149,21 +168,32 @@ class LLMEngine:
                    generation_defaults=ckpt.generation.sampling, checkpoint_quantized=ckpt.quantized, devices=devices)
 
     # ---- admission ------------------------------------------------------------------------
-    def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams,
+    def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams | PoolingParams,
                     arrival_ns: int | None = None) -> None:
         self.validate(prompt_token_ids, params)
         self.admit(request_id, prompt_token_ids, params, arrival_ns)
 
-    def validate(self, prompt_token_ids: list[int], params: SamplingParams) -> None:
+    def validate(self, prompt_token_ids: list[int], params: SamplingParams | PoolingParams) -> None:
         """Raises RequestValidationError (naming the field) for what this engine cannot serve."""
-        validate_request(prompt_token_ids, params, self.limits, self.structured_output)
+        pooling = isinstance(params, PoolingParams)
+        if pooling != (self.task == "embed"):
+            raise RequestValidationError(
+                "this engine serves embeddings (--task embed); it generates nothing" if self.task == "embed" else
+                "this engine generates (--task generate); embeddings need --task embed", RequestField.TASK)
+        if isinstance(params, PoolingParams):
+            validate_pooling_request(prompt_token_ids, params, self.limits, self.model_config)
+        else:
+            validate_request(prompt_token_ids, params, self.limits, self.structured_output)
 
-    def admit(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams,
+    def admit(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams | PoolingParams,
               arrival_ns: int | None = None) -> None:
         """Queue a validated request: one Request per sample, sharing the prompt."""
         if request_id in self.output_processor.children:
             raise RequestValidationError(f"duplicate request id {request_id!r}", RequestField.REQUEST_ID)
         arrival_ns = time.monotonic_ns() if arrival_ns is None else arrival_ns
+        if isinstance(params, PoolingParams):
+            self._admit_pooling(request_id, prompt_token_ids, params, arrival_ns)
+            return
         max_tokens = self.max_model_len - len(prompt_token_ids)
         if params.max_tokens is not None:
             max_tokens = min(max_tokens, params.max_tokens)
@@ -180,6 +210,14 @@ class LLMEngine:
         self.output_processor.add_request(request_id, samples)
         for req in samples:
             self.scheduler.add_request(req)
+
+    def _admit_pooling(self, request_id: str, prompt_token_ids: list[int], params: PoolingParams,
+                       arrival_ns: int) -> None:
+        """One Request that computes its prompt and finishes with the pooled result: it samples nothing."""
+        req = Request(request_id, list(prompt_token_ids), SamplingParams(max_tokens=1), priority=params.priority,
+                      max_tokens=1, timing=RequestTiming(arrival_ns), pooling_params=params)
+        self.output_processor.add_request(request_id, [req])
+        self.scheduler.add_request(req)
 
     def abort_request(self, request_id: str) -> list[RequestOutput]:
         return self.output_processor.abort(request_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,7 @@ from jax_engine.models.llama import AttentionMetadata
 from jax_engine.models.registry import model_class
 from jax_engine.multihost import StepBroadcast, fetch, is_multihost_driver
 from jax_engine.outputs import TokenLogprobs
+from jax_engine.pooler import PoolerConfig, pool_chunks
 from jax_engine.sampler import SamplerFlags, SamplingMetadata, sample
 from jax_engine.sampling_params import MAX_LOGPROBS
 from jax_engine.scheduler import SchedulerOutput
@@ -38,6 +39,8 @@ PREFILL_BLOCK_Q = 16  # query tokens per attention block in steps that carry a p
 class ModelRunnerOutput:
     sampled: dict[str, tuple[int, TokenLogprobs | None]]  # request_id -> (token id, logprobs if asked)
     prompt_logprobs: dict[str, list[TokenLogprobs]]  # request_id -> logprobs of this step's next prompt tokens
+    # pooling runner: request_id -> (first position of this step's chunk, its pooled row: last or sum)
+    pooled: dict[str, tuple[int, np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,12 +59,13 @@ def kv_cache_bytes_per_block(cfg: ModelConfig, block_size: int, dtype) -> int:
 class ModelRunner:
     def __init__(self, cfg: ModelConfig, weights: dict, dtype, num_blocks: int, block_size: int,
                  max_model_len: int, max_num_seqs: int, max_num_batched_tokens: int,
-                 batch_invariant: bool = False, mesh: Mesh | None = None):
+                 batch_invariant: bool = False, pooler: PoolerConfig | None = None, mesh: Mesh | None = None):
         """`mesh`: the devices the model is split over (tensor parallelism), with weights and config already laid
         out for it (sharding.tensor_parallel_layout); default: the first device alone."""
         self.config = cfg
         self.mesh = mesh if mesh is not None else tp_mesh(jax.devices()[:1])
         self.tensor_parallel_size = self.mesh.shape[TP]
+        self.pooler = pooler  # a pooling runner (--task embed): each step gives pooled rows, never logits
         self.dtype = dtype
         self.block_size = block_size
         self.max_num_seqs = max_num_seqs
@@ -77,7 +81,8 @@ class ModelRunner:
         shape = (cfg.num_hidden_layers, num_blocks, block_size, cfg.num_key_value_heads, cfg.head_dim)
         self.k_cache = zeros_kv_cache(shape, dtype, self.mesh)
         self.v_cache = zeros_kv_cache(shape, dtype, self.mesh)
-        self._forward = jax.jit(self._forward_impl, donate_argnums=(1, 2))
+        self._forward = jax.jit(self._forward_impl if pooler is None else self._pooling_forward_impl,
+                                donate_argnums=(1, 2))
         self._compiled_steps: dict[tuple[int, int], object] = {}  # (tokens, block_q) -> executable
         self._logits = jax.jit(self._logits_impl)
         self._prompt_logprobs = jax.jit(self._prompt_logprobs_impl)
@@ -92,6 +97,12 @@ class ModelRunner:
             model = nnx.merge(self.graphdef, state)
             hidden, k_cache, v_cache = model(token_ids, positions, k_cache, v_cache, md)
             return model.compute_logits(hidden[logits_indices]), hidden, k_cache, v_cache
+
+    def _pooling_forward_impl(self, state, k_cache, v_cache, token_ids, positions, md, logits_indices):
+        with jax.sharding.use_abstract_mesh(self.mesh.abstract_mesh):
+            hidden, k_cache, v_cache = nnx.merge(self.graphdef, state)(token_ids, positions, k_cache, v_cache, md)
+        assert self.pooler is not None
+        return pool_chunks(hidden, md.query_start_loc, logits_indices, self.pooler.pooling_type), k_cache, v_cache
 
     def _logits_impl(self, state, hidden):
         with jax.sharding.use_abstract_mesh(self.mesh.abstract_mesh):
@@ -139,6 +150,9 @@ class ModelRunner:
         t0 = time.perf_counter()
         batch = self.prepare_inputs(out)
         self.prepare_s += time.perf_counter() - t0
+        if self.pooler is not None:
+            step = self._compiled_steps.get((len(batch.token_ids), batch.md.block_q), self._forward)
+            return self._execute_pooling(out, step, batch)
         self._device_op("forward", batch)
         samplers = [(i, s.request) for i, s in enumerate(out.scheduled) if s.samples]
         bitmask = self._grammar_bitmask(samplers, batch.num_seqs)  # the forward is dispatched, not done
@@ -179,6 +193,12 @@ class ModelRunner:
         if self.step_broadcast is not None:
             self.step_broadcast.stop()
             self.step_broadcast = None
+    def _execute_pooling(self, out: SchedulerOutput, step, batch: BatchInputs) -> ModelRunnerOutput:
+        pooled, self.k_cache, self.v_cache = step(self.state, self.k_cache, self.v_cache, batch.token_ids,
+                                                  batch.positions, batch.md, batch.logits_indices)
+        rows = np.asarray(jax.device_get(pooled))
+        return ModelRunnerOutput({}, {}, {s.request.request_id: (s.request.num_computed_tokens, rows[i])
+                                          for i, s in enumerate(out.scheduled)})
 
     def _grammar_bitmask(self, samplers, num_seqs: int) -> np.ndarray | None:
         rows = [(i, req.grammar) for i, req in samplers if req.grammar is not None]
@@ -241,7 +261,7 @@ class ModelRunner:
             lowered = self._forward.lower(self.state, self.k_cache, self.v_cache, tokens, tokens, md,
                                           np.zeros(num_seqs, np.int32))
             self._compiled_steps[(num_tokens, block_q)] = lowered.compile()
-            if num_seqs not in warmed:
+            if num_seqs not in warmed and self.pooler is None:
                 self._warm_samplers(num_seqs)
                 warmed.add(num_seqs)
         return time.perf_counter() - start

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from jax_engine.detokenizer import IncrementalDetokenizer
 from jax_engine.model_runner import ModelRunnerOutput
 from jax_engine.outputs import RequestOutput, TokenLogprobs
+from jax_engine.pooler import Pooler
 from jax_engine.request import Request
 from jax_engine.scheduler import Scheduler, SchedulerOutput
 from jax_engine.stop_checker import StopChecker
@@ -30,8 +31,10 @@ class RequestState:
 
 
 class OutputProcessor:
-    def __init__(self, scheduler: Scheduler, tokenizer: Tokenizer | None, max_model_len: int):
+    def __init__(self, scheduler: Scheduler, tokenizer: Tokenizer | None, max_model_len: int,
+                 pooler: Pooler | None = None):
         self.scheduler = scheduler
+        self.pooler = pooler
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
         self.states: dict[str, RequestState] = {}  # by sample (child) id
@@ -42,7 +45,7 @@ class OutputProcessor:
         for req in samples:
             params = req.sampling_params
             detokenizer = (IncrementalDetokenizer(self.tokenizer, req.prompt_token_ids, params.skip_special_tokens)
-                           if self.tokenizer is not None else None)
+                           if self.tokenizer is not None and req.pooling_params is None else None)
             stop_checker = StopChecker(params.stop, params.include_stop_str_in_output)
             self.states[req.request_id] = RequestState(req, detokenizer, stop_checker)
 
@@ -53,6 +56,9 @@ class OutputProcessor:
             state = self.states.get(req.request_id)
             if state is None:
                 continue
+            if req.request_id in result.pooled:
+                outputs.extend(self._pool(state, *result.pooled[req.request_id]))
+                continue
             req.prompt_logprobs.extend(result.prompt_logprobs.get(req.request_id, ()))
             if req.request_id not in result.sampled:
                 continue
@@ -61,6 +67,22 @@ class OutputProcessor:
             _stamp_token(req)
             outputs.append(self._advance_or_fail(state, token_id, logprobs))
         return outputs
+
+    def _pool(self, state: RequestState, start: int, chunk) -> list[RequestOutput]:
+        """A pooling request's chunk is added up; once its whole prompt is computed it finishes with its
+        embedding, and its blocks are freed at once (only prefix-cache hashes outlive it)."""
+        req = state.request
+        assert self.pooler is not None
+        self.pooler.add_chunk(req, start, chunk)
+        if req.num_computed_tokens < req.num_prompt_tokens:
+            return []
+        out = self._output(state, [], "", None, "stop")
+        out.embedding = self.pooler.embedding(req)
+        req.pooled = None
+        _stamp_token(req)
+        self._finish(state)
+        out.timing = req.timing.snapshot()
+        return [out]
 
     def _advance_or_fail(self, state: RequestState, token_id: int, logprobs: TokenLogprobs | None) -> RequestOutput:
         """A failure in this request's detokenizer, grammar or stop strings fails this request, not the engine."""

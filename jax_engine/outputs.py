@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 @dataclass
 class TokenLogprobs:
@@ -44,3 +46,4 @@ class RequestOutput:
     num_output_tokens: int = 0
     num_cached_tokens: int = 0
     error: str | None = None
+    embedding: np.ndarray | None = None  # a pooling request's result: float32 [hidden or dimensions]

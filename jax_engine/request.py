@@ -7,7 +7,10 @@ import itertools
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from jax_engine.outputs import RequestTiming
+from jax_engine.pooling_params import PoolingParams
 from jax_engine.sampling_params import SamplingParams
 from jax_engine.structured_output.grammar import Grammar
 
@@ -41,6 +44,8 @@ class Request:
     eos_token_ids: tuple[int, ...] = ()
     prompt_logprobs: list = field(default_factory=list)  # TokenLogprobs of prompt tokens 1..n-1
     grammar: Grammar | None = None  # set for structured output; follows output_token_ids
+    pooling_params: PoolingParams | None = None  # set for a pooling (embedding) request, which samples nothing
+    pooled: np.ndarray | None = None  # pooling: the last row, or the sum of the rows, computed so far
 
     @property
     def num_prompt_tokens(self) -> int:

@@ -6,8 +6,10 @@ import math
 
 import numpy as np
 
+from jax_engine.config import ModelConfig
 from jax_engine.engine_client import EngineLimits
 from jax_engine.errors import ContextLengthExceeded, RequestField, RequestValidationError
+from jax_engine.pooling_params import PoolingParams
 from jax_engine.sampling_params import SamplingParams
 from jax_engine.structured_output import StructuredOutputManager, StructuredOutputParams
 
@@ -23,6 +25,35 @@ def validate_request(prompt_token_ids: list[int], params: SamplingParams, limits
     _check_length(len(prompt_token_ids), params.max_tokens, limits)
     if params.structured_output is not None:
         check_structured_output(params.structured_output, structured_output)
+
+
+def validate_pooling_request(prompt_token_ids: list[int], params: PoolingParams, limits: EngineLimits,
+                             model_config: ModelConfig) -> None:
+    """A pooling request computes its prompt and nothing more: all of max_model_len is the prompt's."""
+    _check_prompt(prompt_token_ids, limits.vocab_size)
+    limit = min(limits.max_model_len, limits.kv_cache_tokens)
+    if len(prompt_token_ids) > limit:
+        what = "maximum context length" if limit == limits.max_model_len else "KV cache capacity"
+        raise ContextLengthExceeded(
+            f"This model's {what} is {limit} tokens. However, the input has {len(prompt_token_ids)} tokens. "
+            "Please reduce the length of the input.", limit, len(prompt_token_ids), None)
+    if params.dimensions is not None:
+        _check_dimensions(params.dimensions, model_config)
+
+
+def _check_dimensions(dimensions: int, cfg: ModelConfig) -> None:
+    """Truncating an embedding is only meaningful for a model trained for it (vLLM refuses it otherwise)."""
+    if not cfg.is_matryoshka:
+        raise RequestValidationError(
+            "this model does not support Matryoshka representations: changing the output dimensions would "
+            "give poor embeddings (a Matryoshka-trained model says so in config.json, or with --hf-overrides "
+            "'{\"is_matryoshka\": true}')", RequestField.DIMENSIONS)
+    if cfg.matryoshka_dimensions is not None and dimensions not in cfg.matryoshka_dimensions:
+        raise RequestValidationError(
+            f"this model supports only these dimensions: {list(cfg.matryoshka_dimensions)}", RequestField.DIMENSIONS)
+    if not 1 <= dimensions <= cfg.hidden_size:
+        raise RequestValidationError(f"dimensions must be between 1 and the model's {cfg.hidden_size}",
+                                     RequestField.DIMENSIONS)
 
 
 def check_structured_output(constraint: StructuredOutputParams, manager: StructuredOutputManager | None) -> None:

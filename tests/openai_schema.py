@@ -48,6 +48,8 @@ ROOTS = (
     "Response",
     "ResponseItemList",
     "TokenCountsResource",
+    "CreateEmbeddingRequest",
+    "CreateEmbeddingResponse",
     *RESPONSE_EVENTS.values(),
 )
 DOCUMENTATION_KEYS = frozenset(
@@ -212,7 +214,15 @@ def _add_store_to_response(schemas: dict) -> None:
     schemas["Response"]["allOf"][-1]["properties"]["store"] = {"type": ["boolean", "null"]}
 
 
-PATCHES = (_allow_null_first_echo_logprob, _add_completion_stream_response, _add_store_to_response)
+def _allow_base64_embedding(schemas: dict) -> None:
+    """With encoding_format base64 (the openai SDK asks for it by default) each embedding is a string, the
+    base64 of its little-endian float32s; the spec lists only the array of floats."""
+    properties = schemas["Embedding"]["properties"]
+    properties["embedding"] = {"anyOf": [properties["embedding"], {"type": "string", "contentEncoding": "base64"}]}
+
+
+PATCHES = (_allow_null_first_echo_logprob, _add_completion_stream_response, _add_store_to_response,
+           _allow_base64_embedding)
 
 
 def main(argv: list[str]) -> None:

@@ -364,6 +364,7 @@ def test_without_the_store_responses_are_served_but_not_kept(harness):
             validate(response, "Response", strict=True)
             for method, path, body, status, param in [
                 ("GET", f"{RESPONSES}/{response['id']}", None, 404, None),
+                ("DELETE", f"{RESPONSES}/{response['id']}", None, 404, None),
                 ("POST", RESPONSES, {**RESPONSE_BASE, "previous_response_id": response["id"]}, 404,
                  "previous_response_id"),
                 ("POST", RESPONSES, {**RESPONSE_BASE, "background": True}, 400, "background"),

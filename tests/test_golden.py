@@ -11,6 +11,7 @@ from tests.engine_utils import engine_for, forward_logits, new_request, run_to_c
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 HF_MODELS = ["llama", "llama_linear", "qwen2", "qwen3", "mistral"]
+MOE_MODELS = ["mixtral", "qwen3_moe", "qwen2_moe"]
 TOLERANCE = 1e-4
 
 
@@ -41,6 +42,11 @@ def check_logits_and_greedy(path: str, npz_path: str, tolerance: float, **engine
 
 @pytest.mark.parametrize("name", HF_MODELS)
 def test_hf_checkpoint_matches_transformers(name):
+    check_logits_and_greedy(os.path.join(GOLDEN, name), os.path.join(GOLDEN, name, "golden.npz"), TOLERANCE)
+
+
+@pytest.mark.parametrize("name", MOE_MODELS)
+def test_moe_checkpoint_matches_transformers(name):
     check_logits_and_greedy(os.path.join(GOLDEN, name), os.path.join(GOLDEN, name, "golden.npz"), TOLERANCE)
 
 

@@ -186,6 +186,8 @@ def test_stored_response_is_retrieved_listed_and_deleted(server, client):
     assert deleted.json() == {"id": payload["id"], "object": "response", "deleted": True}
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(payload["id"])
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete(payload["id"])
     reply = post(server, "/v1/responses", {"input": "x", "previous_response_id": payload["id"]})
     assert reply.status == 404
     error = error_of(reply)

@@ -78,11 +78,11 @@ def parse_messages_request(body: dict, counting: bool = False) -> MessagesReques
 
 
 def chat_body(request: MessagesRequest) -> dict:
-    body = {"messages": list(request.messages)}
+    body: dict = {"messages": list(request.messages)}
     if request.tools:
         body.update(tools=[tool.to_dict() for tool in request.tools], tool_choice=request.tool_choice,
                     parallel_tool_calls=request.parallel_tool_calls)
-    optional = {"max_tokens": request.max_tokens, "temperature": request.temperature, "top_p": request.top_p,
+    optional: dict = {"max_tokens": request.max_tokens, "temperature": request.temperature, "top_p": request.top_p,
                 "top_k": request.top_k, "user": request.user, "stop": list(request.stop_sequences) or None,
                 "response_format": request.response_format}
     body.update({key: value for key, value in optional.items() if value is not None})
@@ -129,7 +129,7 @@ def _messages(value: object) -> list[dict]:
         if isinstance(content, str):
             chat.append({"role": role, "content": content})
             continue
-        blocks = fields.array(content, f"{param}.content")
+        blocks = fields.array_value(content, f"{param}.content")
         convert = _assistant_turn if role == "assistant" else _user_turn
         chat += convert(blocks, f"{param}.content")
     return chat
@@ -165,7 +165,7 @@ def _assistant_turn(blocks: list, param: str) -> list[dict]:
             calls.append({"id": fields.required_string(block, "id", f"{where}.id"), "type": "function",
                           "function": {"name": fields.required_string(block, "name", f"{where}.name"),
                                        "arguments": json.dumps(arguments, ensure_ascii=False)}})
-    message = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    message: dict = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
     return [message]
@@ -188,7 +188,7 @@ def _tool_result(block: dict, param: str) -> str:
     elif isinstance(content, str):
         text = content
     else:
-        parts = fields.array(content, f"{param}.content")
+        parts = fields.array_value(content, f"{param}.content")
         text = "\n".join(_text_block(part, f"{param}.content[{i}]") for i, part in enumerate(parts))
     if fields.boolean(block.get("is_error"), f"{param}.is_error"):
         return f"Error: {text}"
@@ -215,7 +215,7 @@ def _tool_choice(value: object, tools: tuple[FunctionTool, ...]) -> tuple[str | 
     """(the chat tool_choice, parallel_tool_calls)."""
     if value is None:
         return ("auto" if tools else "none"), True
-    choice = fields.obj(value, "tool_choice")
+    choice = fields.object_value(value, "tool_choice")
     kind = fields.required_choice(choice, "type", "tool_choice.type", TOOL_CHOICES)
     parallel = not fields.boolean(choice.get("disable_parallel_tool_use"), "tool_choice.disable_parallel_tool_use")
     if kind == "none" or not tools:

@@ -17,7 +17,7 @@ def usage(input_tokens: int, output_tokens: int, cached_tokens: int) -> dict:
             "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached_tokens}
 
 
-def stop_reason(finish_reason: str, stop: str | int | None, stop_sequences: tuple[str, ...],
+def stop_reason(finish_reason: str | None, stop: str | int | None, stop_sequences: tuple[str, ...],
                 called_tools: bool) -> tuple[str, str | None]:
     """(stop_reason, stop_sequence) for the engine's finish_reason and the stop string or token that ended it."""
     if finish_reason == "length":
@@ -29,8 +29,8 @@ def stop_reason(finish_reason: str, stop: str | int | None, stop_sequences: tupl
 
 class MessageStream:
     def __init__(self, message_id: str, model: str, num_prompt_tokens: int):
-        self.message = {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": [],
-                        "stop_reason": None, "stop_sequence": None, "usage": usage(num_prompt_tokens, 0, 0)}
+        self.message: dict = {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": [],
+                              "stop_reason": None, "stop_sequence": None, "usage": usage(num_prompt_tokens, 0, 0)}
         self._block: dict | None = None  # the content block being written
         self._arguments = ""  # the open tool_use block's JSON input, as streamed
 
@@ -49,9 +49,11 @@ class MessageStream:
         events: list[dict] = []
         for delta in deltas:
             if isinstance(delta, TextDelta):
-                if self._block is None or self._block["type"] != "text":
-                    events += self._close() + self._open({"type": "text", "text": ""})
-                self._block["text"] += delta.text
+                block = self._block
+                if block is None or block["type"] != "text":
+                    block = {"type": "text", "text": ""}
+                    events += self._close() + self._open(block)
+                block["text"] += delta.text
                 events.append(self._delta({"type": "text_delta", "text": delta.text}))
             elif isinstance(delta, ToolCallStart):
                 events += self._close() + self._open({"type": "tool_use", "id": delta.call_id, "name": delta.name,

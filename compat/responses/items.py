@@ -27,7 +27,7 @@ def parse_input(value: object) -> list[dict]:
         return []  # fine when continuing a previous response
     if isinstance(value, str):
         return [input_message("user", [value])]
-    items = fields.array(value, "input")
+    items = fields.array_value(value, "input")
     parsed = (_item(item, f"input[{i}]") for i, item in enumerate(items))
     return [item for item in parsed if item is not None]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from compat.logprobs import TokenLogprob, wire_logprob
+from compat.logprobs import TokenLogprob, position_logprob, wire_logprob
 from compat.responses.request import ResponsesRequest
 
 OBJECT = "response"
@@ -61,7 +61,7 @@ def usage(input_tokens: int, output_tokens: int, cached_tokens: int) -> dict:
 def logprobs(positions: Sequence[TokenLogprob]) -> list[dict]:
     """output_text's `logprobs`, with token bytes."""
     return [
-        {"token": p.token, "logprob": wire_logprob(p.logprob), "bytes": list(_bytes(p.token, p.token_bytes)),
+        {"token": p.token, "logprob": position_logprob(p), "bytes": list(_bytes(p.token, p.token_bytes)),
          "top_logprobs": [{"token": t.token, "logprob": wire_logprob(t.logprob),
                            "bytes": list(_bytes(t.token, t.token_bytes))} for t in p.top_logprobs]}
         for p in positions
@@ -70,7 +70,7 @@ def logprobs(positions: Sequence[TokenLogprob]) -> list[dict]:
 
 def delta_logprobs(positions: Sequence[TokenLogprob]) -> list[dict]:
     """The lighter form a text delta event carries (no bytes)."""
-    return [{"token": p.token, "logprob": wire_logprob(p.logprob),
+    return [{"token": p.token, "logprob": position_logprob(p),
              "top_logprobs": [{"token": t.token, "logprob": wire_logprob(t.logprob)} for t in p.top_logprobs]}
             for p in positions]
 

@@ -53,9 +53,9 @@ class ResponseStream:
             elif isinstance(delta, ToolCallStart):
                 events += self._close_item("completed")
                 events += self._open(function_call(new_id("fc"), delta.call_id, delta.name, "", "in_progress"))
-            elif isinstance(delta, ToolCallArguments) and self._is_open("function_call"):
-                self._item["arguments"] += delta.delta
-                events.append(self._item_event("response.function_call_arguments.delta", delta=delta.delta))
+            elif isinstance(delta, ToolCallArguments) and (call := self._open_item("function_call")) is not None:
+                call["arguments"] += delta.delta
+                events.append(self._item_event(call, "response.function_call_arguments.delta", delta=delta.delta))
         return events
 
     def finish(self, usage: dict, completed_at: int, length_cut: bool) -> list[dict]:
@@ -89,8 +89,9 @@ class ResponseStream:
         return events
 
     # ---- items -------------------------------------------------------------------------------------------
-    def _is_open(self, kind: str) -> bool:
-        return self._item is not None and self._item["type"] == kind
+    def _open_item(self, kind: str) -> dict | None:
+        """The item being written, if it is of this kind."""
+        return self._item if self._item is not None and self._item["type"] == kind else None
 
     def _open(self, item: dict) -> list[dict]:
         """A message opens empty, then gains its one output_text part."""
@@ -103,18 +104,22 @@ class ResponseStream:
         if item["type"] == "message":
             self._logprobs, self._event_logprobs = [], []
             item["content"].append(output_text(""))
-            events.append(self._part_event("response.content_part.added", part=output_text("")))
+            events.append(self._part_event(item, "response.content_part.added", part=output_text("")))
         return events
 
     def _text(self, delta: TextDelta) -> list[dict]:
-        events = [] if self._is_open("message") else self._close_item("completed") + self._open(
-            output_message(new_id("msg"), "", "in_progress"))
-        part = self._item["content"][0]
+        events: list[dict] = []
+        message = self._open_item("message")
+        if message is None:
+            message = output_message(new_id("msg"), "", "in_progress")
+            events = self._close_item("completed") + self._open(message)
+        part = message["content"][0]
         part["text"] += delta.text
         delta_logprobs = objects.delta_logprobs(delta.logprobs) if self.with_logprobs else []
         self._event_logprobs += delta_logprobs
         self._logprobs += objects.logprobs(delta.logprobs) if self.with_logprobs else []
-        return events + [self._part_event("response.output_text.delta", delta=delta.text, logprobs=delta_logprobs)]
+        return events + [self._part_event(message, "response.output_text.delta", delta=delta.text,
+                                          logprobs=delta_logprobs)]
 
     def _close_item(self, status: str) -> list[dict]:
         item, self._item = self._item, None
@@ -125,10 +130,9 @@ class ResponseStream:
         if item["type"] == "message":
             part = item["content"][0]
             part["logprobs"] = self._logprobs
-            self._item = item  # the part events name it
-            events += [self._part_event("response.output_text.done", text=part["text"], logprobs=self._event_logprobs),
-                       self._part_event("response.content_part.done", part=copy.deepcopy(part))]
-            self._item = None
+            events += [self._part_event(item, "response.output_text.done", text=part["text"],
+                                        logprobs=self._event_logprobs),
+                       self._part_event(item, "response.content_part.done", part=copy.deepcopy(part))]
         else:
             events.append(self._event("response.function_call_arguments.done", item_id=item["id"],
                                       output_index=len(self.output) - 1, name=item["name"],
@@ -141,11 +145,11 @@ class ResponseStream:
     def _terminal(self) -> dict:
         return self._event(TERMINAL_EVENTS[self.response["status"]], response=self.snapshot())
 
-    def _item_event(self, kind: str, **payload) -> dict:
-        return self._event(kind, item_id=self._item["id"], output_index=len(self.output) - 1, **payload)
+    def _item_event(self, item: dict, kind: str, **payload) -> dict:
+        return self._event(kind, item_id=item["id"], output_index=len(self.output) - 1, **payload)
 
-    def _part_event(self, kind: str, **payload) -> dict:
-        return self._item_event(kind, content_index=0, **payload)
+    def _part_event(self, item: dict, kind: str, **payload) -> dict:
+        return self._item_event(item, kind, content_index=0, **payload)
 
     def _event(self, kind: str, **payload) -> dict:
         event = {"type": kind, "sequence_number": self.sequence_number, **payload}

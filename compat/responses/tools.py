@@ -25,10 +25,10 @@ class ToolSet:
 
 
 def parse_tools(tools_value: object, choice_value: object) -> ToolSet:
-    functions = [_function(tool, f"tools[{i}]") for i, tool in enumerate(fields.array(tools_value, "tools") or ())]
-    functions = [f for f in functions if f is not None]
-    echo_choice = "auto" if choice_value is None else choice_value
+    parsed = (_function(tool, f"tools[{i}]") for i, tool in enumerate(fields.array(tools_value, "tools") or ()))
+    functions = [f for f in parsed if f is not None]
     mode, allowed = _tool_choice(choice_value, functions)
+    echo_choice = choice_value if isinstance(choice_value, (str, dict)) else "auto"  # validated; null is "auto"
     offered = tuple(f for f in functions if allowed is None or f.name in allowed)
     if mode == "required" and not offered:
         raise errors.invalid_parameter_combination(
@@ -72,8 +72,8 @@ def _tool_choice(value: object, functions: list[FunctionTool]) -> tuple[str | di
     if value is None:
         return "auto", None
     if isinstance(value, str):
-        return fields.choice(value, "tool_choice", TOOL_CHOICE_MODES), None
-    choice = fields.obj(value, "tool_choice")
+        return fields.choice_value(value, "tool_choice", TOOL_CHOICE_MODES), None
+    choice = fields.object_value(value, "tool_choice")
     kind = fields.required(choice, "type", "tool_choice.type")
     names = {f.name for f in functions}
     if kind == "function":
@@ -84,8 +84,8 @@ def _tool_choice(value: object, functions: list[FunctionTool]) -> tuple[str | di
         return {"type": "function", "function": {"name": name}}, None
     if kind == "allowed_tools":
         mode = fields.required_choice(choice, "mode", "tool_choice.mode", ("auto", "required"))
-        listed = fields.array(fields.required(choice, "tools", "tool_choice.tools"), "tool_choice.tools")
-        return mode, {_allowed_name(t, f"tool_choice.tools[{i}]") for i, t in enumerate(listed)} & names
+        listed = fields.required_array(choice, "tools", "tool_choice.tools")
+        return mode, names & {_allowed_name(t, f"tool_choice.tools[{i}]") for i, t in enumerate(listed)}
     raise errors.unsupported_value(
         "tool_choice.type", f"tool_choice of type '{kind}' names a hosted tool, which this server cannot run.")
 

@@ -74,8 +74,10 @@ def load_hf_weights(cfg: ModelConfig, path: str) -> dict[str, np.ndarray]:
         except KeyError:
             raise LoadError(f"{path}: checkpoint has no tensor {name!r}") from None
 
-    layers = [fuse_layer(cfg, lambda n, i=i: get(f"model.layers.{i}.{n}")) for i in range(cfg.num_hidden_layers)]
-    weights = {"embed_tokens": get("model.embed_tokens.weight"), "norm": get("model.norm.weight"),
+    # A base model saved on its own (Qwen3Model: Qwen3-Embedding) names its tensors without the "model." prefix.
+    prefix = "model." if "model.embed_tokens.weight" in tensors or "embed_tokens.weight" not in tensors else ""
+    layers = [fuse_layer(cfg, lambda n, i=i: get(f"{prefix}layers.{i}.{n}")) for i in range(cfg.num_hidden_layers)]
+    weights = {"embed_tokens": get(f"{prefix}embed_tokens.weight"), "norm": get(f"{prefix}norm.weight"),
                **stack_layers(cfg, layers)}
     if not cfg.tie_word_embeddings:
         weights["lm_head"] = get("lm_head.weight").T

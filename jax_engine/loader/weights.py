@@ -16,14 +16,41 @@ def fuse_layer(cfg: ModelConfig, get) -> dict[str, np.ndarray]:
         "qkv_proj": np.concatenate([get(f"self_attn.{p}_proj.weight") for p in "qkv"], axis=0).T,
         "o_proj": get("self_attn.o_proj.weight").T,
         "post_attention_norm": get("post_attention_layernorm.weight"),
-        "gate_up_proj": np.concatenate([get("mlp.gate_proj.weight"), get("mlp.up_proj.weight")], axis=0).T,
-        "down_proj": get("mlp.down_proj.weight").T,
     }
+    if cfg.num_experts:
+        w.update(fuse_experts(cfg, get))
+    else:
+        w["gate_up_proj"] = np.concatenate([get("mlp.gate_proj.weight"), get("mlp.up_proj.weight")], axis=0).T
+        w["down_proj"] = get("mlp.down_proj.weight").T
     if cfg.attention_bias:
         w["qkv_bias"] = np.concatenate([get(f"self_attn.{p}_proj.bias") for p in "qkv"], axis=0)
     if cfg.qk_norm:
         w["q_norm"] = get("self_attn.q_norm.weight")
         w["k_norm"] = get("self_attn.k_norm.weight")
+    return w
+
+
+# HF's names of a sparse MLP block and of each expert's gate, up and down projections.
+EXPERT_NAMES = {"MixtralForCausalLM": ("block_sparse_moe", "w1", "w3", "w2")}
+QWEN_EXPERT_NAMES = ("mlp", "gate_proj", "up_proj", "down_proj")
+
+
+def fuse_experts(cfg: ModelConfig, get) -> dict[str, np.ndarray]:
+    """One layer's router, experts stacked on a leading [E] and (Qwen2-MoE) shared expert, from HF's names."""
+    block, gate, up, down = EXPERT_NAMES.get(cfg.architecture, QWEN_EXPERT_NAMES)
+    experts = [f"{block}.experts.{e}" for e in range(cfg.num_experts)]
+    w = {
+        "router": get(f"{block}.gate.weight").T,
+        "experts_gate_up_proj": np.stack([np.concatenate([get(f"{x}.{gate}.weight"), get(f"{x}.{up}.weight")]).T
+                                          for x in experts]),
+        "experts_down_proj": np.stack([get(f"{x}.{down}.weight").T for x in experts]),
+    }
+    if cfg.shared_expert_intermediate_size:
+        shared = f"{block}.shared_expert"
+        w["shared_expert_gate_up_proj"] = np.concatenate([get(f"{shared}.gate_proj.weight"),
+                                                          get(f"{shared}.up_proj.weight")]).T
+        w["shared_expert_down_proj"] = get(f"{shared}.down_proj.weight").T
+        w["shared_expert_gate"] = get(f"{block}.shared_expert_gate.weight").T
     return w
 
 

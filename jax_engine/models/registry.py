@@ -7,12 +7,17 @@ import jax.numpy as jnp
 
 from jax_engine.config import SUPPORTED_ARCHITECTURES, ModelConfig
 from jax_engine.models.llama import LlamaForCausalLM
+from jax_engine.models.moe import MoeForCausalLM
 
 MODEL_CLASSES: dict[str, type] = {
     "LlamaForCausalLM": LlamaForCausalLM,
     "MistralForCausalLM": LlamaForCausalLM,
     "Qwen2ForCausalLM": LlamaForCausalLM,
     "Qwen3ForCausalLM": LlamaForCausalLM,
+    "Qwen3Model": LlamaForCausalLM,  # headless (embeddings only): the embedding stands in for the head
+    "MixtralForCausalLM": MoeForCausalLM,
+    "Qwen2MoeForCausalLM": MoeForCausalLM,
+    "Qwen3MoeForCausalLM": MoeForCausalLM,
 }
 assert set(MODEL_CLASSES) == set(SUPPORTED_ARCHITECTURES)
 

@@ -34,6 +34,7 @@ def tokenizer_from_dir(path: Path) -> Tokenizer:
         pad_token_id=_config_token_id(backend, config.get("pad_token")),
         add_bos_token=bool(config.get("add_bos_token", _adds_bos_by_default(backend, bos_id))),
         add_eos_token=bool(config.get("add_eos_token", False)),
+        suffix_ids=[] if config.get("add_eos_token") else _appended_by_default(backend),
         chat_template=_chat_template(path, config),
     )
     return Tokenizer(backend, special)
@@ -73,6 +74,17 @@ def _adds_bos_by_default(backend: Backend, bos_id: int | None) -> bool:
         return True
     ids = backend.tok.encode("a", add_special_tokens=True).ids
     return bool(ids) and ids[0] == bos_id
+
+
+def _appended_by_default(backend: Backend) -> list[int]:
+    """Ids tokenizer.json's post-processor appends to every encoding with special tokens, as HF's tokenizer
+    applies it (Qwen3-Embedding's ends each input with <|endoftext|>, the token it pools)."""
+    if not isinstance(backend, HFBackend):
+        return []
+    plain = backend.tok.encode("a", add_special_tokens=False).ids
+    full = backend.tok.encode("a", add_special_tokens=True).ids
+    start = next((i for i in range(len(full) - len(plain) + 1) if full[i:i + len(plain)] == plain), None)
+    return [] if start is None else full[start + len(plain):]
 
 
 def _config_added_tokens(config: dict) -> list[SpecialToken]:

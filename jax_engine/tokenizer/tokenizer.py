@@ -30,6 +30,7 @@ class SpecialTokens:
     pad_token_id: int | None = None
     add_bos_token: bool = False
     add_eos_token: bool = False
+    suffix_ids: list[int] = field(default_factory=list)  # appended with the special tokens (post-processor's)
     chat_template: str | None = None
 
 
@@ -47,6 +48,7 @@ class Tokenizer:
         self.eos_token_ids: list[int] = list(dict.fromkeys(i for i in eos_ids if i is not None))
         self.add_bos_token = config.add_bos_token and config.bos_token_id is not None
         self.add_eos_token = config.add_eos_token and config.eos_token_id is not None
+        self.suffix_ids = list(config.suffix_ids)
         self.chat_template = config.chat_template
         named = {config.bos_token_id, config.eos_token_id, config.unk_token_id, config.pad_token_id}
         self.all_special_ids: set[int] = {t.id for t in backend.added.values() if t.special} | {
@@ -65,6 +67,8 @@ class Tokenizer:
             ids.insert(0, self.bos_token_id)
         if add_special_tokens and self.add_eos_token and self.eos_token_id is not None:
             ids.append(self.eos_token_id)
+        if add_special_tokens:
+            ids.extend(self.suffix_ids)
         return ids
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:

@@ -146,6 +146,61 @@ HF_MODELS = {
         "sliding_window": 8,
     },
 }
+# Mixture of experts, each with enough experts that tokens route differently and a short prompt leaves some
+# experts without a token (check_routing asserts both).
+MOE_COMMON = {**COMMON, "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": False,
+              "output_router_logits": False, "router_aux_loss_coef": 0.001}
+HF_MODELS["mixtral"] = {
+    **MOE_COMMON,
+    "architectures": ["MixtralForCausalLM"],
+    "model_type": "mixtral",
+    "intermediate_size": 32,
+    "head_dim": 16,
+    "num_local_experts": 8,
+    "num_experts_per_tok": 2,
+    "rope_theta": 1000000.0,
+    "sliding_window": None,
+    "router_jitter_noise": 0.0,
+}
+HF_MODELS["qwen3_moe"] = {
+    **MOE_COMMON,
+    "architectures": ["Qwen3MoeForCausalLM"],
+    "model_type": "qwen3_moe",
+    "head_dim": 32,
+    "tie_word_embeddings": True,
+    "attention_bias": False,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0,
+    "num_experts": 16,
+    "num_experts_per_tok": 4,
+    "moe_intermediate_size": 16,
+    "norm_topk_prob": True,
+    "decoder_sparse_step": 1,
+    "mlp_only_layers": [],
+    "use_sliding_window": False,
+    "sliding_window": None,
+    "max_window_layers": 2,
+}
+HF_MODELS["qwen2_moe"] = {
+    **MOE_COMMON,
+    "architectures": ["Qwen2MoeForCausalLM"],
+    "model_type": "qwen2_moe",
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0,
+    "num_experts": 8,
+    "num_experts_per_tok": 2,
+    "moe_intermediate_size": 16,
+    "shared_expert_intermediate_size": 48,
+    "norm_topk_prob": False,
+    "decoder_sparse_step": 1,
+    "mlp_only_layers": [],
+    "use_sliding_window": False,
+    "sliding_window": None,
+    "max_window_layers": 2,
+}
+MOE_MODELS = ("mixtral", "qwen3_moe", "qwen2_moe")
+# Their goldens add the greedy answer to one chat message (what `cortexstream serve` is asked in the tests).
+CHAT_MESSAGES = [{"role": "user", "content": "The capital of France is"}]
 # Served with --hf-overrides: its config.json has plain RoPE over 64 positions; its goldens are what transformers
 # computes with this YaRN scaling set over it (4x the context), for prompts that reach past those 64 positions.
 YARN_OVERRIDES = {"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}}
@@ -162,7 +217,8 @@ GGUF_SOURCE = {
     "max_position_embeddings": 128,
 }
 SHARD_SIZE = {"qwen2": "200KB"}
-SEEDS = {"llama": 1, "llama_linear": 2, "qwen2": 3, "qwen3": 4, "mistral": 5, "gguf/hf": 6, "llama_yarn": 7}
+SEEDS = {"llama": 1, "llama_linear": 2, "qwen2": 3, "qwen3": 4, "mistral": 5, "gguf/hf": 6, "llama_yarn": 7,
+         "mixtral": 8, "qwen3_moe": 9, "qwen2_moe": 11}
 GGUF_TYPES = {
     "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
     "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
@@ -228,7 +284,8 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
         elif "embed_tokens" in name or "lm_head" in name:
             values = 0.5 * torch.randn(param.shape, generator=generator)
         else:
-            values = torch.randn(param.shape, generator=generator) / param.shape[1] ** 0.5
+            fan_in = param.shape[-1] if param.ndim == 3 else param.shape[1]  # transformers 5's stacked experts
+            values = torch.randn(param.shape, generator=generator) / fan_in ** 0.5
         param.copy_(values)
 
 
@@ -386,6 +443,53 @@ def check_model_specifics(name: str, model) -> None:
         scaling = model.model.rotary_emb.attention_scaling
         assert abs(scaling - (0.1 * np.log(4.0) + 1)) < 1e-6, scaling
         print(f"  llama_yarn: YaRN over the checkpoint's plain RoPE, attention factor {scaling:.4f}")
+
+
+@torch.no_grad()
+def check_routing(model, arrays: dict[str, np.ndarray]) -> None:
+    """Over each prompt and its greedy tokens: tokens go to different experts, the shortest prompt leaves some
+    expert of some layer without a token, and every expert of every layer gets a token somewhere. Prints the
+    smallest gap between a token's k-th and (k+1)-th router probability: a near tie would make the golden
+    depend on rounding."""
+    k = model.config.num_experts_per_tok
+    choices, used, gap = set(), set(), np.inf
+    unused_in_shortest = False
+    for i in range(len(PROMPT_LENGTHS)):
+        ids = np.concatenate([arrays[f"prompt_{i}"], arrays[f"greedy_tokens_{i}"]]).astype(np.int64)
+        out = model(input_ids=torch.from_numpy(ids)[None], output_router_logits=True)
+        for layer, logits in enumerate(out.router_logits):
+            probs = torch.softmax(logits.float(), dim=-1).numpy()
+            num_experts = probs.shape[-1]
+            top = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+            choices.update(tuple(sorted(row)) for row in top.tolist())
+            used.update((layer, int(e)) for e in top.reshape(-1))
+            ordered = np.sort(probs, axis=-1)
+            gap = min(gap, float(np.min(ordered[:, -k] - ordered[:, -k - 1])))
+            prompt_experts = set(top[: len(arrays[f"prompt_{i}"])].reshape(-1).tolist())
+            unused_in_shortest |= i == 0 and len(prompt_experts) < num_experts
+    assert len(choices) > 1, choices
+    assert unused_in_shortest
+    assert len(used) == num_experts * len(out.router_logits), sorted(used)
+    assert gap > 1e-5, gap
+    print(f"  {len(choices)} distinct expert sets; smallest top-{k} router gap {gap:.2e}")
+
+
+@torch.no_grad()
+def chat_golden(model, directory: Path) -> dict[str, np.ndarray]:
+    """The greedy answer to CHAT_MESSAGES: its prompt ids, 8 tokens, each token's bytes (a random model's tokens
+    are mostly single bytes that form no UTF-8 text, so the bytes are what a test can compare)."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    templated = tokenizer.apply_chat_template(CHAT_MESSAGES, tokenize=True, add_generation_prompt=True)
+    ids = np.array(templated["input_ids"], dtype=np.int32)
+    tokens = prefill_and_greedy(model, ids)[1]
+    byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
+    token_bytes = [bytes(byte_of[c] for c in token) for token in tokenizer.convert_ids_to_tokens(tokens.tolist())]
+    print(f"  chat answer {b''.join(token_bytes)!r}")
+    return {"chat_prompt": ids, "chat_greedy_tokens": tokens,
+            "chat_greedy_bytes": np.frombuffer(b"".join(token_bytes), np.uint8),
+            "chat_greedy_byte_counts": np.array([len(b) for b in token_bytes], np.int32)}
 
 
 # ---------------------------------------------------------------------------------------------------- GGUF
@@ -687,7 +791,16 @@ def main(only: list[str]) -> None:
             model = load_hf_with_overrides(GOLDEN / name, YARN_OVERRIDES)
         check_model_specifics(name, model)
         prompts = make_prompts(SEEDS[name], PROMPT_LENGTHS_OF.get(name, PROMPT_LENGTHS))
-        save_golden(GOLDEN / name / "golden.npz", golden_arrays(model, prompts))
+        arrays = golden_arrays(model, prompts)
+        if name in MOE_MODELS:
+            check_routing(model, arrays)
+            arrays.update(chat_golden(model, GOLDEN / name))
+        save_golden(GOLDEN / name / "golden.npz", arrays)
+    if not only or "qwen3_embed" in only:
+        print("qwen3_embed")
+        import make_golden_embeddings  # beside this script; it builds on tests/golden/qwen3
+
+        make_golden_embeddings.main()
     if only:
         return
     print("gguf")
