@@ -13,6 +13,7 @@ from jax_engine.config import EngineConfig
 from jax_engine.engine_client import EngineLimits, EngineStats
 from jax_engine.llm_engine import LLMEngine
 from jax_engine.outputs import RequestOutput
+from jax_engine.pooling_params import PoolingParams
 from jax_engine.prefix_router import PrefixRouter
 from jax_engine.sampling_params import SamplingParams
 from jax_engine.sharding import device_groups
@@ -46,6 +47,10 @@ class DataParallelEngine:
         return self.replicas[0].generation_defaults
 
     @property
+    def task(self) -> str:
+        return self.replicas[0].task
+
+    @property
     def error(self) -> BaseException | None:
         return next((r.error for r in self.replicas if r.error is not None), None)
 
@@ -58,12 +63,12 @@ class DataParallelEngine:
             r.shutdown()
 
     def add_request(self, request_id: str, prompt_token_ids: list[int],
-                    params: SamplingParams) -> AsyncRequestHandle:
+                    params: SamplingParams | PoolingParams) -> AsyncRequestHandle:
         replica = self.router.route(prompt_token_ids, [r.num_unfinished for r in self.replicas])
         return self.replicas[replica].add_request(request_id, prompt_token_ids, params)
 
     async def generate(self, request_id: str, prompt_token_ids: list[int],
-                       params: SamplingParams) -> AsyncIterator[RequestOutput]:
+                       params: SamplingParams | PoolingParams) -> AsyncIterator[RequestOutput]:
         handle = self.add_request(request_id, prompt_token_ids, params)
         try:
             async for out in handle:
