@@ -126,30 +126,36 @@ def _seconds(ns: int) -> float:
     return max(ns, 0) / 1e9
 
 
+# (kind, name, help, EngineStats field)
+ENGINE_STATE = (
+    ("gauge", "num_requests_running", "Number of requests in model execution batches.", "num_running"),
+    ("gauge", "num_requests_waiting", "Number of requests waiting to be processed.", "num_waiting"),
+    ("gauge", "kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", "kv_cache_usage"),
+    ("counter", "prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.",
+     "prefix_cache_queries"),
+    ("counter", "prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", "prefix_cache_hits"),
+    ("counter", "num_preemptions", "Cumulative number of preemptions from the engine.", "num_preemptions"),
+)
+
+
 class _EngineStateCollector:
+    """The engine's state at scrape time; with data parallelism one series per replica, labelled `engine` (the
+    replica's index), as vLLM labels its data-parallel ranks."""
+
     def __init__(self, model_name: str, engine_stats: Callable[[], EngineStats | None]):
         self.model_name = model_name
         self.engine_stats = engine_stats
 
     def collect(self):
         stats = self.engine_stats() or EngineStats()
-        yield self._gauge("num_requests_running", "Number of requests in model execution batches.",
-                          stats.num_running)
-        yield self._gauge("num_requests_waiting", "Number of requests waiting to be processed.", stats.num_waiting)
-        yield self._gauge("kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", stats.kv_cache_usage)
-        yield self._counter("prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.",
-                            stats.prefix_cache_queries)
-        yield self._counter("prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
-                            stats.prefix_cache_hits)
-        yield self._counter("num_preemptions", "Cumulative number of preemptions from the engine.",
-                            stats.num_preemptions)
-
-    def _gauge(self, name: str, doc: str, value: float) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(PREFIX + name, doc, labels=["model_name"])
-        family.add_metric([self.model_name], value)
-        return family
-
-    def _counter(self, name: str, doc: str, value: float) -> CounterMetricFamily:
-        family = CounterMetricFamily(PREFIX + name, doc, labels=["model_name"])
-        family.add_metric([self.model_name], value)
-        return family
+        if stats.replicas:
+            labels = ["model_name", "engine"]
+            rows = [([self.model_name, str(i)], replica) for i, replica in enumerate(stats.replicas)]
+        else:
+            labels, rows = ["model_name"], [([self.model_name], stats)]
+        for kind, name, doc, attr in ENGINE_STATE:
+            family_type = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
+            family = family_type(PREFIX + name, doc, labels=labels)
+            for values, row in rows:
+                family.add_metric(values, getattr(row, attr))
+            yield family

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import logging
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -28,6 +29,7 @@ from gateway.server_config import (
 )
 from gateway.state import IN_FLIGHT, MODEL_SLOT
 from jax_engine.config import EngineConfig
+from jax_engine.engine_client import EngineClient
 
 logger = logging.getLogger("gateway")
 
@@ -55,9 +57,44 @@ def server_config(args: argparse.Namespace, engine_config: EngineConfig, nofile:
 
 def run(args: argparse.Namespace, engine_config: EngineConfig) -> int:
     from jax_engine import AsyncEngine
+    from jax_engine.data_parallel import DataParallelEngine
 
     config = server_config(args, engine_config, raise_nofile_limit())
-    return asyncio.run(serve(config, functools.partial(AsyncEngine.from_config, engine_config, config.max_waiting)))
+    if config.num_processes > 1 and join_processes(config) > 0:
+        return follow_process_0(engine_config)
+    engine: Callable[[], EngineClient]
+    if config.data_parallel_size > 1:
+        engine = functools.partial(DataParallelEngine.from_config, engine_config, config.data_parallel_size,
+                                   config.max_waiting)
+    else:
+        engine = functools.partial(AsyncEngine.from_config, engine_config, config.max_waiting)
+    return asyncio.run(serve(config, engine))
+
+
+def join_processes(config: ServerConfig) -> int:
+    """Join a multi-host run (jax.distributed) and return this process's index."""
+    from jax_engine.config import ConfigError
+    from jax_engine.multihost import initialize
+
+    if config.coordinator_address is None:
+        raise ConfigError("--num-processes > 1 needs --coordinator-address HOST:PORT (process 0's)")
+    if config.process_id >= config.num_processes:
+        raise ConfigError(f"--process-id {config.process_id} must be below --num-processes {config.num_processes}")
+    if config.data_parallel_size > 1:
+        raise ConfigError("--data-parallel-size > 1 runs on one host; across hosts use --tensor-parallel-size")
+    initialize(config.coordinator_address, config.num_processes, config.process_id)
+    return config.process_id
+
+
+def follow_process_0(engine_config: EngineConfig) -> int:
+    """A process other than 0: load the same engine, then run each step process 0 sends until it stops."""
+    from jax_engine.llm_engine import LLMEngine
+    from jax_engine.multihost import follow
+
+    engine = LLMEngine.from_config(engine_config)
+    logger.info("following process 0's steps")
+    follow(engine.runner)
+    return 0
 
 
 async def serve(config: ServerConfig, engine) -> int:

@@ -60,6 +60,15 @@ class ServerConfig:
         "help": "seconds running requests may finish after SIGTERM before they are aborted", "min": 0})
     worker_threads: int = field(default=DEFAULT_WORKER_THREADS, metadata={
         "help": "threads for chat templates, tokenization and grammar compiles, off the event loop", "min": 1})
+    data_parallel_size: int = field(default=1, metadata={
+        "min": 1, "help": "engine replicas, each on its own --tensor-parallel-size devices, behind this one server: "
+                          "each request goes to the replica holding its longest cached prefix, else the least loaded"})
+    coordinator_address: str | None = field(default=None, metadata={
+        "help": "multi-host: host:port of process 0's coordinator (jax.distributed); every process gets the same"})
+    num_processes: int = field(default=1, metadata={
+        "min": 1, "help": "multi-host: processes (hosts) in the run; their devices together make one mesh"})
+    process_id: int = field(default=0, metadata={
+        "min": 0, "help": "multi-host: this process's index; 0 serves HTTP and schedules, the others follow it"})
     retry_after_seconds: int = 1
     extra_model_names: tuple[str, ...] = ()  # aliases clients may also send in `model`
     responses_store: bool = field(default=True, metadata={

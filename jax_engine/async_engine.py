@@ -121,6 +121,11 @@ class AsyncEngine:
     def stats(self) -> EngineStats:
         return self._stats
 
+    @property
+    def num_unfinished(self) -> int:
+        """Requests admitted and not yet closed by their callers."""
+        return len(self._handles)
+
     def start(self) -> None:
         if not self._started:
             self._started = True
@@ -198,6 +203,8 @@ class AsyncEngine:
             logger.exception("engine thread died")
             self.error = e
             self._broadcast(EngineDead(f"engine failure: {type(e).__name__}: {e}"))
+        finally:
+            self.core.close()
 
     def _drain_commands(self, block: bool) -> bool:
         while True:

@@ -326,6 +326,8 @@ class EngineConfig:
     max_decode_slowdown: float = field(default=2.5, metadata={
         "min": 0, "help": "while requests decode, cut prefill chunks so a step's predicted time (learned from measured "
                 "step times) stays under this many decode-only steps; 0: always --max-num-batched-tokens"})
+    tensor_parallel_size: int = field(default=1, metadata={
+        "min": 1, "help": "devices the model is split over (attention heads, MLP columns and rows, vocabulary)"})
     task: str = field(default="generate", metadata={
         "help": "generate: completions and chat; embed: /v1/embeddings from a pooling runner (prefill only, no KV "
                 "kept after a request; vLLM's --task embed, --runner pooling in newer vLLM)",

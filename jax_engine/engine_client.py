@@ -35,6 +35,7 @@ class EngineStats:
     prefix_cache_queries: int = 0  # tokens looked up in the prefix cache
     prefix_cache_hits: int = 0  # tokens found there
     num_preemptions: int = 0
+    replicas: tuple[EngineStats, ...] = ()  # with data parallelism, each replica's own
 
 
 class RequestHandle(Protocol):

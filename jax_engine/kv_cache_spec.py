@@ -20,7 +20,7 @@ class KVCacheSpec:
     max_model_len: int
     num_blocks: int
     block_size: int
-    bytes_per_block: int
+    bytes_per_block: int  # on each device: the KV heads are split over --tensor-parallel-size devices
 
     @property
     def num_bytes(self) -> int:
@@ -28,8 +28,9 @@ class KVCacheSpec:
 
 
 def kv_cache_spec(model_config: ModelConfig, config: EngineConfig, weights: dict, dtype) -> KVCacheSpec:
+    """--kv-cache-memory (or what the GPU leaves) is per device, as vLLM's is per GPU."""
     on_gpu = jax.default_backend() == "gpu"
-    bytes_per_block = kv_cache_bytes_per_block(model_config, config.block_size, dtype)
+    bytes_per_block = kv_cache_bytes_per_block(model_config, config.block_size, dtype) // config.tensor_parallel_size
     budget = _budget_bytes(config, weights, dtype, on_gpu)
     num_blocks = int(budget // bytes_per_block)
     if num_blocks < 2:
@@ -48,5 +49,6 @@ def _budget_bytes(config: EngineConfig, weights: dict, dtype, on_gpu: bool) -> f
         return CPU_DEFAULT_KV_CACHE_GIB * 2**30
     stats = jax.devices()[0].memory_stats() or {}
     weight_bytes = sum(int(np.prod(v.shape)) for v in weights.values()) * dtype.dtype.itemsize
+    weight_bytes //= config.tensor_parallel_size  # replicated norms are noise next to the split matrices
     limit = stats.get("bytes_limit", 16 * 2**30)
     return limit * config.gpu_memory_utilization - weight_bytes - stats.get("bytes_in_use", 0) - GPU_RESERVED_BYTES

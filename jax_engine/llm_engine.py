@@ -18,6 +18,7 @@ from jax_engine.engine_client import EngineLimits, EngineStats
 from jax_engine.errors import RequestField, RequestValidationError
 from jax_engine.kv_cache_spec import kv_cache_spec
 from jax_engine.model_runner import ModelRunner
+from jax_engine.models.registry import model_class
 from jax_engine.output_processor import OutputProcessor
 from jax_engine.outputs import RequestOutput, RequestTiming
 from jax_engine.pooler import Pooler, PoolerConfig
@@ -26,6 +27,7 @@ from jax_engine.quantization import int8_weights, resolve_quantization
 from jax_engine.request import Request
 from jax_engine.sampling_params import SamplingParams
 from jax_engine.scheduler import Scheduler, SchedulerOutput
+from jax_engine.sharding import device_groups, tensor_parallel_layout, tp_mesh
 from jax_engine.step_budget import StepBudget
 from jax_engine.structured_output import StructuredOutputManager
 from jax_engine.tokenizer import Tokenizer
@@ -86,10 +88,24 @@ def resolve_dtype(name: str):
     return {"float32": jax.numpy.float32, "bfloat16": jax.numpy.bfloat16, "float16": jax.numpy.float16}[name]
 
 
+def check_tensor_parallel(model_config: ModelConfig, config: EngineConfig) -> None:
+    """Refuse what cannot be split: a model class that does not read the sharded layout, and int8 (whose
+    smoothing and W8A8 kernels run on one CPU device)."""
+    if config.tensor_parallel_size == 1:
+        return
+    if not getattr(model_class(model_config), "tensor_parallel", False):
+        raise ConfigError(f"--tensor-parallel-size > 1 is not supported for {model_config.architecture}")
+    if config.quantization == "int8":
+        raise ConfigError("--quantization int8 runs on one device; with --tensor-parallel-size > 1 use "
+                          "--quantization none (or auto)")
+
+
 class LLMEngine:
     def __init__(self, model_config: ModelConfig, weights: dict, tokenizer: Tokenizer | None,
                  eos_token_ids: list[int], config: EngineConfig,
-                 generation_defaults: Mapping[str, float | int] | None = None, checkpoint_quantized: bool = False):
+                 generation_defaults: Mapping[str, float | int] | None = None, checkpoint_quantized: bool = False,
+                 devices: list[jax.Device] | None = None):
+        """`devices`: the --tensor-parallel-size devices this engine runs on (default: the first ones)."""
         enable_compilation_cache(config.compilation_cache_dir)
         model_config = model_config.with_hf_overrides(config.hf_overrides)
         self.model_config = model_config
@@ -100,16 +116,20 @@ class LLMEngine:
         self.eos_token_ids = tuple(eos_token_ids)
         self.generation_defaults = dict(generation_defaults or {})
         self.dtype = resolve_dtype(config.dtype)
-        self.quantization = resolve_quantization(config.quantization, checkpoint_quantized, jax.default_backend(),
-                                                 model_config)
+        tp = config.tensor_parallel_size
+        check_tensor_parallel(model_config, config)
+        self.quantization = resolve_quantization(config.quantization, checkpoint_quantized and tp == 1,
+                                                 jax.default_backend(), model_config)
         if self.quantization == "int8":
             weights = int8_weights(model_config, weights, tokenizer)
+        mesh = tp_mesh(devices or device_groups(tp)[0])
+        model_config, weights = tensor_parallel_layout(model_config, weights, tp)
         kv = kv_cache_spec(model_config, config, weights, self.dtype)
         self.max_model_len = kv.max_model_len
         self.model_config = model_config = model_config.with_max_model_len(self.max_model_len)
         self.runner = ModelRunner(model_config, weights, self.dtype, kv.num_blocks, config.block_size,
                                   self.max_model_len, config.max_num_seqs, config.max_num_batched_tokens,
-                                  batch_invariant=config.batch_invariant, pooler=pooler)
+                                  batch_invariant=config.batch_invariant, pooler=pooler, mesh=mesh)
         # MEAN pools every prompt position, so none may be skipped as a prefix-cache hit; LAST needs only the last
         self.block_manager = BlockManager(kv.num_blocks, config.block_size, config.enable_prefix_caching and (
             pooler is None or pooler.pooling_type == "LAST"))
@@ -132,7 +152,7 @@ class LLMEngine:
                     self.max_model_len, self.quantization, config.batch_invariant, self.warmup_seconds)
 
     @classmethod
-    def from_config(cls, config: EngineConfig) -> LLMEngine:
+    def from_config(cls, config: EngineConfig, devices: list[jax.Device] | None = None) -> LLMEngine:
         """Load the checkpoint named by config.model (or the embedded default), or random weights of its shape."""
         from jax_engine.loader import load_checkpoint
 
@@ -141,11 +161,12 @@ class LLMEngine:
             from jax_engine.models.registry import random_weights
 
             cfg = dummy_config(config.model or "smollm2-135m")
-            return cls(cfg, random_weights(cfg, resolve_dtype(config.dtype), config.seed), None, [], config)
+            return cls(cfg, random_weights(cfg, resolve_dtype(config.dtype), config.seed), None, [], config,
+                       devices=devices)
         ckpt = load_checkpoint(config.model)
         logger.info("loaded %s in %.1f s", config.model or "the default model", ckpt.load_seconds)
         return cls(ckpt.config, ckpt.weights, ckpt.tokenizer, ckpt.generation.eos_token_ids, config,
-                   generation_defaults=ckpt.generation.sampling, checkpoint_quantized=ckpt.quantized)
+                   generation_defaults=ckpt.generation.sampling, checkpoint_quantized=ckpt.quantized, devices=devices)
 
     # ---- admission ------------------------------------------------------------------------
     def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams | PoolingParams,
@@ -204,6 +225,9 @@ class LLMEngine:
 
     def abort_all(self) -> list[RequestOutput]:
         return [out for request_id in list(self.output_processor.children) for out in self.abort_request(request_id)]
+
+    def close(self) -> None:
+        self.runner.close()
 
     def has_unfinished_requests(self) -> bool:
         return self.scheduler.has_unfinished()

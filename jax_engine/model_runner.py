@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 from tqdm import tqdm
 
 from jax_engine import buckets
@@ -17,11 +18,13 @@ from jax_engine.config import ModelConfig
 from jax_engine.layers.linear import ROW_TILE
 from jax_engine.models.llama import AttentionMetadata
 from jax_engine.models.registry import model_class
+from jax_engine.multihost import StepBroadcast, fetch, is_multihost_driver
 from jax_engine.outputs import TokenLogprobs
 from jax_engine.pooler import PoolerConfig, pool_chunks
 from jax_engine.sampler import SamplerFlags, SamplingMetadata, sample
 from jax_engine.sampling_params import MAX_LOGPROBS
 from jax_engine.scheduler import SchedulerOutput
+from jax_engine.sharding import TP, place_weights, replicated, tp_mesh, zeros_kv_cache
 from jax_engine.structured_output import grammar_bitmask
 from jax_engine.structured_output.bitmask import allow_all
 from kernels.paged_attention import attention_backend
@@ -49,12 +52,6 @@ class BatchInputs:
     num_seqs: int
 
 
-def cast_weights(weights: dict, dtype) -> dict:
-    """Float weights to the compute dtype; int8 weights and their float32 scales stay as they are."""
-    return {k: jnp.asarray(v, dtype) if jnp.issubdtype(v.dtype, jnp.floating) and not k.endswith("_scale")
-            else jnp.asarray(v) for k, v in weights.items()}
-
-
 def kv_cache_bytes_per_block(cfg: ModelConfig, block_size: int, dtype) -> int:
     return 2 * cfg.num_hidden_layers * block_size * cfg.num_key_value_heads * cfg.head_dim * jnp.dtype(dtype).itemsize
 
@@ -62,8 +59,12 @@ def kv_cache_bytes_per_block(cfg: ModelConfig, block_size: int, dtype) -> int:
 class ModelRunner:
     def __init__(self, cfg: ModelConfig, weights: dict, dtype, num_blocks: int, block_size: int,
                  max_model_len: int, max_num_seqs: int, max_num_batched_tokens: int,
-                 batch_invariant: bool = False, pooler: PoolerConfig | None = None):
+                 batch_invariant: bool = False, pooler: PoolerConfig | None = None, mesh: Mesh | None = None):
+        """`mesh`: the devices the model is split over (tensor parallelism), with weights and config already laid
+        out for it (sharding.tensor_parallel_layout); default: the first device alone."""
         self.config = cfg
+        self.mesh = mesh if mesh is not None else tp_mesh(jax.devices()[:1])
+        self.tensor_parallel_size = self.mesh.shape[TP]
         self.pooler = pooler  # a pooling runner (--task embed): each step gives pooled rows, never logits
         self.dtype = dtype
         self.block_size = block_size
@@ -75,35 +76,42 @@ class ModelRunner:
         # Decode-shaped steps (one new token per sequence) take one-token query blocks on the XLA path; a
         # batch-invariant step uses one block shape whatever the batch, and Pallas picks its own tiles.
         self.decode_block_q = 1 if not batch_invariant and attention_backend() == "xla" else PREFILL_BLOCK_Q
-        model = model_class(cfg)(cfg, cast_weights(weights, dtype), batch_invariant=batch_invariant)
+        model = model_class(cfg)(cfg, place_weights(weights, dtype, self.mesh), batch_invariant=batch_invariant)
         self.graphdef, self.state = nnx.split(model)
         shape = (cfg.num_hidden_layers, num_blocks, block_size, cfg.num_key_value_heads, cfg.head_dim)
-        self.k_cache = jnp.zeros(shape, dtype)
-        self.v_cache = jnp.zeros(shape, dtype)
+        self.k_cache = zeros_kv_cache(shape, dtype, self.mesh)
+        self.v_cache = zeros_kv_cache(shape, dtype, self.mesh)
         self._forward = jax.jit(self._forward_impl if pooler is None else self._pooling_forward_impl,
                                 donate_argnums=(1, 2))
         self._compiled_steps: dict[tuple[int, int], object] = {}  # (tokens, block_q) -> executable
         self._logits = jax.jit(self._logits_impl)
         self._prompt_logprobs = jax.jit(self._prompt_logprobs_impl)
+        self.step_broadcast = StepBroadcast() if is_multihost_driver() else None
         self.prepare_s = 0.0  # host time building inputs, part of each execute
         self.grammar_s = 0.0  # host time computing grammar bitmasks, overlapped with the device step
 
     # ---- jitted bodies -------------------------------------------------------------------
+    # The model reads the mesh (its tp size) while traced: split_fused and cached_attention shard by it.
     def _forward_impl(self, state, k_cache, v_cache, token_ids, positions, md, logits_indices):
-        model = nnx.merge(self.graphdef, state)
-        hidden, k_cache, v_cache = model(token_ids, positions, k_cache, v_cache, md)
-        return model.compute_logits(hidden[logits_indices]), hidden, k_cache, v_cache
+        with jax.sharding.use_abstract_mesh(self.mesh.abstract_mesh):
+            model = nnx.merge(self.graphdef, state)
+            hidden, k_cache, v_cache = model(token_ids, positions, k_cache, v_cache, md)
+            return model.compute_logits(hidden[logits_indices]), hidden, k_cache, v_cache
 
     def _pooling_forward_impl(self, state, k_cache, v_cache, token_ids, positions, md, logits_indices):
-        hidden, k_cache, v_cache = nnx.merge(self.graphdef, state)(token_ids, positions, k_cache, v_cache, md)
+        with jax.sharding.use_abstract_mesh(self.mesh.abstract_mesh):
+            hidden, k_cache, v_cache = nnx.merge(self.graphdef, state)(token_ids, positions, k_cache, v_cache, md)
         assert self.pooler is not None
         return pool_chunks(hidden, md.query_start_loc, logits_indices, self.pooler.pooling_type), k_cache, v_cache
 
     def _logits_impl(self, state, hidden):
-        return nnx.merge(self.graphdef, state).compute_logits(hidden)
+        with jax.sharding.use_abstract_mesh(self.mesh.abstract_mesh):
+            return nnx.merge(self.graphdef, state).compute_logits(hidden)
 
     def _prompt_logprobs_impl(self, state, hidden, next_token_ids):
-        logprobs = jax.nn.log_softmax(nnx.merge(self.graphdef, state).compute_logits(hidden), axis=-1)
+        with jax.sharding.use_abstract_mesh(self.mesh.abstract_mesh):
+            logits = nnx.merge(self.graphdef, state).compute_logits(hidden)
+        logprobs = jax.nn.log_softmax(logits, axis=-1)
         chosen = jnp.take_along_axis(logprobs, next_token_ids[:, None], axis=-1)[:, 0]
         top_lp, top_ids = jax.lax.top_k(logprobs, MAX_LOGPROBS)
         return chosen, top_ids, top_lp
@@ -142,22 +150,49 @@ class ModelRunner:
         t0 = time.perf_counter()
         batch = self.prepare_inputs(out)
         self.prepare_s += time.perf_counter() - t0
-        step = self._compiled_steps.get((len(batch.token_ids), batch.md.block_q), self._forward)
         if self.pooler is not None:
+            step = self._compiled_steps.get((len(batch.token_ids), batch.md.block_q), self._forward)
             return self._execute_pooling(out, step, batch)
-        logits, hidden, self.k_cache, self.v_cache = step(
-            self.state, self.k_cache, self.v_cache, batch.token_ids, batch.positions, batch.md,
-            batch.logits_indices)
+        self._device_op("forward", batch)
         samplers = [(i, s.request) for i, s in enumerate(out.scheduled) if s.samples]
         bitmask = self._grammar_bitmask(samplers, batch.num_seqs)  # the forward is dispatched, not done
-        prompt_logprobs = self._collect_prompt_logprobs(out, hidden)
+        prompt_logprobs = self._collect_prompt_logprobs(out, batch.token_ids.shape[0])
         if samplers:
-            sampled = self._sample(logits, samplers, batch.num_seqs, bitmask)
+            sampled = self._sample(samplers, batch.num_seqs, bitmask)
         else:  # a prefill chunk: wait for it here, so the step's measured time is its own, not the next one's
             sampled = {}
-            jax.block_until_ready(logits)
+            jax.block_until_ready(self._step_logits)
         return ModelRunnerOutput(sampled, prompt_logprobs)
 
+    # ---- device ops: what every process of a multi-host run executes, in the same order ----------------------
+    def _device_op(self, op: str, *args):
+        """Run one device op; in a multi-host run process 0 first sends it to the others (multihost.py)."""
+        if self.step_broadcast is not None:
+            self.step_broadcast.send(op, args)
+        return getattr(self, op)(*args)
+
+    def forward(self, batch: BatchInputs) -> None:
+        step = self._compiled_steps.get((len(batch.token_ids), batch.md.block_q), self._forward)
+        token_ids, positions, md, logits_indices = self._global(
+            (batch.token_ids, batch.positions, batch.md, batch.logits_indices))
+        self._step_logits, self._step_hidden, self.k_cache, self.v_cache = step(
+            self.state, self.k_cache, self.v_cache, token_ids, positions, md, logits_indices)
+
+    def sample_step(self, md: SamplingMetadata, flags: SamplerFlags):
+        return fetch(sample(self._step_logits, self._global(md), flags))
+
+    def prompt_logprobs_step(self, next_token_ids: np.ndarray):
+        return fetch(self._prompt_logprobs(self.state, self._step_hidden, self._global(next_token_ids)))
+
+    def _global(self, tree):
+        """Host inputs as the mesh's arrays when it spans processes (one process: jit places them itself)."""
+        return tree if jax.process_count() == 1 else replicated(tree, self.mesh)
+
+    def close(self) -> None:
+        """Let the other processes of a multi-host run go."""
+        if self.step_broadcast is not None:
+            self.step_broadcast.stop()
+            self.step_broadcast = None
     def _execute_pooling(self, out: SchedulerOutput, step, batch: BatchInputs) -> ModelRunnerOutput:
         pooled, self.k_cache, self.v_cache = step(self.state, self.k_cache, self.v_cache, batch.token_ids,
                                                   batch.positions, batch.md, batch.logits_indices)
@@ -174,9 +209,9 @@ class ModelRunner:
         self.grammar_s += time.perf_counter() - t0
         return bitmask
 
-    def _sample(self, logits, samplers, num_seqs, bitmask=None) -> dict:
+    def _sample(self, samplers, num_seqs, bitmask=None) -> dict:
         md, flags = sampling_metadata(samplers, num_seqs, self.config.vocab_size, bitmask)
-        ids, chosen, top_ids, top_lp = jax.device_get(sample(logits, md, flags))
+        ids, chosen, top_ids, top_lp = self._device_op("sample_step", md, flags)
         result = {}
         for i, req in samplers:
             lp = None
@@ -187,11 +222,11 @@ class ModelRunner:
             result[req.request_id] = (int(ids[i]), lp)
         return result
 
-    def _collect_prompt_logprobs(self, out: SchedulerOutput, hidden) -> dict[str, list[TokenLogprobs]]:
+    def _collect_prompt_logprobs(self, out: SchedulerOutput, num_tokens: int) -> dict[str, list[TokenLogprobs]]:
         """Logprobs of the prompt positions this step computes past those already collected: after a
         preemption the recompute's chunks need not start where the list ends."""
         spans, start = {}, 0
-        next_ids = np.zeros(hidden.shape[0], np.int32)
+        next_ids = np.zeros(num_tokens, np.int32)
         for s in out.scheduled:
             req, first = s.request, s.request.num_computed_tokens
             have = len(req.prompt_logprobs)
@@ -203,7 +238,7 @@ class ModelRunner:
             start += s.num_new_tokens
         if not spans:
             return {}
-        chosen, top_ids, top_lp = jax.device_get(self._prompt_logprobs(self.state, hidden, next_ids))
+        chosen, top_ids, top_lp = self._device_op("prompt_logprobs_step", next_ids)
         return {rid: [TokenLogprobs(int(next_ids[j]), float(chosen[j]),
                                     list(zip(top_ids[j, :k].tolist(), top_lp[j, :k].tolist(), strict=True)))
                       for j in range(a, a + n)]

@@ -15,10 +15,11 @@ import numpy as np
 from flax import nnx
 
 from jax_engine.config import ModelConfig
+from jax_engine.layers.attention import cached_attention
 from jax_engine.layers.linear import linear
 from jax_engine.layers.norm import rms_norm
 from jax_engine.layers.rotary import apply_rotary, rope_parameters
-from kernels.paged_attention import paged_attention, write_kv_layer
+from jax_engine.sharding import split_fused
 
 
 @jax.tree_util.register_dataclass
@@ -73,6 +74,7 @@ class ParamDict(nnx.Module):
 
 class LlamaForCausalLM(nnx.Module):
     int8_layout = True  # quantization/int8.py knows where to fold its smoothing (norms, v/up columns)
+    tensor_parallel = True  # splits its fused projections with split_fused and attends with cached_attention
 
     def __init__(self, cfg: ModelConfig, weights: dict[str, jax.Array], batch_invariant: bool = False):
         self.config = cfg
@@ -131,22 +133,20 @@ class LlamaForCausalLM(nnx.Module):
         num_tokens, hd = x.shape[0], cfg.head_dim
         nq, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
         qkv = self._linear(x, w, "qkv_proj", stats, w.get("qkv_bias"))
-        q = qkv[:, : nq * hd].reshape(num_tokens, nq, hd)
-        k = qkv[:, nq * hd: (nq + nkv) * hd].reshape(num_tokens, nkv, hd)
-        v = qkv[:, (nq + nkv) * hd:].reshape(num_tokens, nkv, hd)
+        q, k, v = split_fused(qkv, (nq * hd, nkv * hd, nkv * hd))
+        q, k, v = q.reshape(num_tokens, nq, hd), k.reshape(num_tokens, nkv, hd), v.reshape(num_tokens, nkv, hd)
         if cfg.qk_norm:
             q = rms_norm(q, w["q_norm"], cfg.rms_norm_eps)
             k = rms_norm(k, w["k_norm"], cfg.rms_norm_eps)
         q = apply_rotary(q, positions, self.inv_freq, self.rope_attention_factor)
         k = apply_rotary(k, positions, self.inv_freq, self.rope_attention_factor)
 
-        k_cache, v_cache = write_kv_layer(k_cache, v_cache, layer_id, k, v, md.slot_mapping)
-        o = paged_attention(q, k_cache, v_cache, md.block_tables, md.context_lens, md.query_start_loc,
-                            layer=layer_id, sm_scale=hd ** -0.5, sliding_window=cfg.sliding_window,
-                            block_q=md.block_q, batch_invariant=self.batch_invariant)
+        o, k_cache, v_cache = cached_attention(q, k, v, k_cache, v_cache, layer_id, md, sm_scale=hd ** -0.5,
+                                               sliding_window=cfg.sliding_window,
+                                               batch_invariant=self.batch_invariant)
         return self._linear(o.reshape(num_tokens, nq * hd), w, "o_proj", stats), k_cache, v_cache
 
     def _mlp(self, x, w, stats):
-        gate, up = jnp.split(self._linear(x, w, "gate_up_proj", stats), 2, axis=-1)
+        gate, up = split_fused(self._linear(x, w, "gate_up_proj", stats), (self.config.intermediate_size,) * 2)
         return self._linear(jax.nn.silu(gate) * up, w, "down_proj", stats)
 
