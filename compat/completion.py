@@ -102,9 +102,9 @@ def parse_prompts(value: object) -> list[str | list[int]]:
     if all(isinstance(item, str) for item in value):
         return [_text_prompt(item, f"prompt[{i}]") for i, item in enumerate(value)]
     if all(isinstance(item, list) for item in value):
-        return [_token_prompt(item, f"prompt[{i}]") for i, item in enumerate(value)]
+        return [fields.token_ids(item, f"prompt[{i}]") for i, item in enumerate(value)]
     if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
-        return [_token_prompt(value, "prompt")]
+        return [fields.token_ids(value, "prompt")]
     raise errors.invalid_type(
         "prompt", "a string, an array of strings, an array of token ids or an array of token-id arrays", value
     )
@@ -114,16 +114,6 @@ def _text_prompt(text: str, param: str) -> str:
     if not text:
         raise errors.invalid_value(param, f"Invalid '{param}': the prompt cannot be empty.")
     return text
-
-
-def _token_prompt(ids: list, param: str) -> list[int]:
-    fields.array(ids, param, min_length=1)
-    for i, token_id in enumerate(ids):
-        if isinstance(token_id, bool) or not isinstance(token_id, int):
-            raise errors.invalid_type(f"{param}[{i}]", "an integer", token_id)
-        if token_id < 0:
-            raise errors.below_minimum(f"{param}[{i}]", "integer", 0, token_id)
-    return list(ids)
 
 
 def _check_best_of(value: object, n: int) -> None:

@@ -68,9 +68,9 @@ def parse_inputs(value: object) -> list[str | list[int]]:
     if all(isinstance(item, str) for item in items):
         return [_text(item, f"input[{i}]") for i, item in enumerate(items)]
     if all(isinstance(item, list) for item in items):
-        return [_token_ids(item, f"input[{i}]") for i, item in enumerate(items)]
+        return [fields.token_ids(item, f"input[{i}]") for i, item in enumerate(items)]
     if all(isinstance(item, int) and not isinstance(item, bool) for item in items):
-        return [_token_ids(items, "input")]
+        return [fields.token_ids(items, "input")]
     raise errors.invalid_type(
         "input", "a string, an array of strings, an array of token ids or an array of token-id arrays", value)
 
@@ -79,16 +79,6 @@ def _text(text: str, param: str) -> str:
     if not text:
         raise errors.invalid_value(param, f"Invalid '{param}': the input cannot be an empty string.")
     return text
-
-
-def _token_ids(ids: list, param: str) -> list[int]:
-    fields.array(ids, param, min_length=1)
-    for i, token_id in enumerate(ids):
-        if isinstance(token_id, bool) or not isinstance(token_id, int):
-            raise errors.invalid_type(f"{param}[{i}]", "an integer", token_id)
-        if token_id < 0:
-            raise errors.below_minimum(f"{param}[{i}]", "integer", 0, token_id)
-    return list(ids)
 
 
 def check_input_count(num_inputs: int, limit: int) -> None:

@@ -92,6 +92,17 @@ def array_value(value: object, param: str, min_length: int = 0, max_length: int 
     return value
 
 
+def token_ids(value: list, param: str) -> list[int]:
+    """A prompt or input given as token ids: a non-empty array of integers >= 0."""
+    array_value(value, param, min_length=1)
+    for i, token_id in enumerate(value):
+        if isinstance(token_id, bool) or not isinstance(token_id, int):
+            raise errors.invalid_type(f"{param}[{i}]", "an integer", token_id)
+        if token_id < 0:
+            raise errors.below_minimum(f"{param}[{i}]", "integer", 0, token_id)
+    return list(value)
+
+
 def choice(value: object, param: str, allowed: tuple[str, ...]) -> str | None:
     return None if value is None else choice_value(value, param, allowed)
 
