@@ -19,7 +19,7 @@ from jax_engine.config import ModelConfig
 from jax_engine.layers.linear import linear
 from jax_engine.layers.norm import rms_norm
 from jax_engine.layers.rotary import apply_rotary, rope_parameters
-from jax_engine.models.llama import AttentionMetadata, ParamDict
+from jax_engine.models.llama import AttentionMetadata, hold_decoder_weights
 from jax_engine.models.llama import model_param_shapes as llama_param_shapes
 from kernels.paged_attention import paged_attention, write_kv_layer
 
@@ -41,12 +41,7 @@ def soft_cap(x, cap: float | None):
 
 class GemmaForCausalLM(nnx.Module):
     def __init__(self, cfg: ModelConfig, weights: dict[str, jax.Array], batch_invariant: bool = False):
-        self.config = cfg
-        self.batch_invariant = batch_invariant
-        self.embed_tokens = nnx.Param(weights["embed_tokens"])
-        self.layers = ParamDict({k[len("layers."):]: v for k, v in weights.items() if k.startswith("layers.")})
-        self.norm = nnx.Param(weights["norm"])
-        self.lm_head = ParamDict({k: v for k, v in weights.items() if k.startswith("lm_head")})
+        hold_decoder_weights(self, cfg, weights, batch_invariant)
         layer_types = cfg.layer_types or ("full_attention",) * cfg.num_hidden_layers
         # tuples, not arrays: they decide what is traced, so they must stay static
         self.sliding = tuple(t == "sliding_attention" and cfg.sliding_window is not None for t in layer_types)

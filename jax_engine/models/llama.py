@@ -72,17 +72,24 @@ class ParamDict(nnx.Module):
         return {name: p[...] for name, p in vars(self).items() if isinstance(p, nnx.Param)}
 
 
+def hold_decoder_weights(model: nnx.Module, cfg: ModelConfig, weights: dict[str, jax.Array],
+                         batch_invariant: bool) -> None:
+    """The weights every decoder here keeps the same way: embeddings, the stacked layers, the final norm and
+    the lm_head's parts."""
+    model.config = cfg
+    model.batch_invariant = batch_invariant
+    model.embed_tokens = nnx.Param(weights["embed_tokens"])
+    model.layers = ParamDict({k[len("layers."):]: v for k, v in weights.items() if k.startswith("layers.")})
+    model.norm = nnx.Param(weights["norm"])
+    model.lm_head = ParamDict({k: v for k, v in weights.items() if k.startswith("lm_head")})
+
+
 class LlamaForCausalLM(nnx.Module):
     int8_layout = True  # quantization/int8.py knows where to fold its smoothing (norms, v/up columns)
     tensor_parallel = True  # splits its fused projections with split_fused and attends with cached_attention
 
     def __init__(self, cfg: ModelConfig, weights: dict[str, jax.Array], batch_invariant: bool = False):
-        self.config = cfg
-        self.batch_invariant = batch_invariant
-        self.embed_tokens = nnx.Param(weights["embed_tokens"])
-        self.layers = ParamDict({k[len("layers."):]: v for k, v in weights.items() if k.startswith("layers.")})
-        self.norm = nnx.Param(weights["norm"])
-        self.lm_head = ParamDict({k: v for k, v in weights.items() if k.startswith("lm_head")})
+        hold_decoder_weights(self, cfg, weights, batch_invariant)
         rotary_dim = int(cfg.head_dim * cfg.partial_rotary_factor)
         inv_freq, self.rope_attention_factor = rope_parameters(rotary_dim, cfg.rope_theta, cfg.rope_scaling)
         self.inv_freq = np.asarray(inv_freq)
